@@ -1,0 +1,1 @@
+"""Stage programs: each is one function the CLI calls (vocabulary, store, pretrain, ...)."""

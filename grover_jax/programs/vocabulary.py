@@ -1,0 +1,62 @@
+"""Stages `grover bpe` and `grover store`: learn the vocabulary on a genome, tokenize the genome once."""
+
+import json
+import time
+from pathlib import Path
+
+from grover_jax import bundled
+from grover_jax.genome import read_genome
+from grover_jax.store import build_store
+from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
+
+
+def resolve_genome(fasta: list[str] | None, split_spec: str | None) -> tuple[list[str], str]:
+    """The FASTA files and split spec to use: the bundled real chr20 slice and its splits by default."""
+    if not fasta:
+        return [str(bundled.FASTA)], bundled.SPLIT_SPEC if split_spec is None else split_spec
+    return list(fasta), split_spec or ""
+
+
+def learn_vocabulary(
+    fasta: list[str] | None, out_dir: str | Path, cycles: int = 600, split_spec: str | None = None,
+    learn_on: str = "train", max_token_length: int = 0, progress: bool = True,
+) -> Path:
+    """Learn `cycles` GROVER cycles of BPE on the `learn_on` split ("train" keeps valid/test sequence
+    unseen by the vocabulary too; "all" uses every contig) and save tokenizer.json in `out_dir`."""
+    paths, split_spec = resolve_genome(fasta, split_spec)
+    started = time.perf_counter()
+    genome = read_genome(paths, split_spec)
+    contigs = [genome.contig_codes(c) for c in genome.split_contigs(learn_on)]
+    read_seconds = time.perf_counter() - started
+    result = learn_bpe(contigs, cycles, max_token_length=max_token_length, progress=progress)
+    provenance = {
+        "sources": genome.sources, "split_spec": split_spec, "learn_on": learn_on, "cycles_requested": cycles,
+        "max_token_length": max_token_length, "read_seconds": round(read_seconds, 3),
+        "learn_seconds": round(time.perf_counter() - started - read_seconds, 3),
+    }
+    path = save_vocabulary(result, out_dir, provenance)
+    if progress:
+        print(f"vocabulary: {len(result.tokens)} tokens after {len(result.merges)} cycles on "
+              f"{result.n_bases:,} bp, mean token {result.mean_token_length:.3f} nt -> {path}")
+    return path
+
+
+def vocabulary_provenance(out_dir: str | Path) -> dict:
+    summary = Path(out_dir) / "bpe_summary.json"
+    return json.loads(summary.read_text())["provenance"] if summary.exists() else {}
+
+
+def build_token_store(
+    fasta: list[str] | None, tokenizer_path: str | Path, out_dir: str | Path, split_spec: str | None = None,
+    overwrite: bool = False, progress: bool = True,
+) -> Path:
+    paths, split_spec = resolve_genome(fasta, split_spec)
+    genome = read_genome(paths, split_spec)
+    tokenizer = load_tokenizer(tokenizer_path)
+    out = build_store(genome, tokenizer, out_dir, split_spec=split_spec, overwrite=overwrite, progress=progress)
+    if progress:
+        index = json.loads((out / "index.json").read_text())
+        rate = index["n_bases"] / max(index["encode_seconds"], 1e-9) / 1e6
+        splits = ", ".join(f"{k} {v['tokens']:,}" for k, v in sorted(index["splits"].items()))
+        print(f"token store: {index['n_tokens']:,} tokens ({splits}) encoded at {rate:.1f} Mb/s -> {out}")
+    return out

@@ -1,0 +1,116 @@
+"""Build a token store: the genome tokenized once, as memory-mappable arrays.
+
+    tokens.npy   uint16 [n_tokens]  token ids (vocabularies up to 65,536 ids)
+    starts.npy   uint32 [n_tokens]  0-based chromosome coordinate of each token's first base
+    index.json   contigs (chromosome, start, end, split, token_offset, n_tokens), split totals,
+                 tokenizer sha256, source file checksums
+    tokenizer.json  the vocabulary the ids refer to
+
+The store is written into a temporary sibling directory and renamed into place only when complete,
+index.json last: a directory at the target path is always a whole store, and an interrupted build
+leaves only a `.<name>.tmp-*` directory that no reader opens.
+"""
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from grover_jax.genome.genome import Genome
+from grover_jax.tokenizer.vocabulary import GenomeTokenizer
+
+STORE_FORMAT = "grover-token-store"
+STORE_VERSION = 1
+MAX_COORDINATE = 2**32 - 1
+
+
+class StoreBuildError(RuntimeError):
+    pass
+
+
+def build_store(
+    genome: Genome,
+    tokenizer: GenomeTokenizer,
+    out_dir: str | Path,
+    split_spec: str = "",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise StoreBuildError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    if tokenizer.vocab_size > 2**16:
+        raise StoreBuildError(f"{tokenizer.path}: {tokenizer.vocab_size} ids do not fit the store's uint16 tokens")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+
+    started = time.perf_counter()
+    token_parts, start_parts, contig_rows = [], [], []
+    offset = 0
+    chromosomes = list(dict.fromkeys(c.chromosome for c in genome.contigs))
+    bar = tqdm(total=sum(c.length for c in genome.contigs), desc="encoding", unit="bp", unit_scale=True,
+               disable=not progress, mininterval=0.5)
+    # One chromosome at a time bounds the compiled replay's working memory by the largest chromosome.
+    for chromosome in chromosomes:
+        contigs = [c for c in genome.contigs if c.chromosome == chromosome]
+        if contigs[-1].end > MAX_COORDINATE:
+            raise StoreBuildError(f"{chromosome}: coordinates past {MAX_COORDINATE:,} do not fit uint32 starts")
+        encoded = tokenizer.encode_contigs([genome.contig_codes(c) for c in contigs])
+        for contig, (ids, base_offsets) in zip(contigs, encoded):
+            token_parts.append(ids.astype(np.uint16))
+            start_parts.append((base_offsets + contig.start).astype(np.uint32))
+            contig_rows.append({
+                "chromosome": contig.chromosome, "start": contig.start, "end": contig.end,
+                "split": contig.split, "token_offset": offset, "n_tokens": int(len(ids)),
+            })
+            offset += len(ids)
+        bar.update(sum(c.length for c in contigs))
+    bar.close()
+    tokens = np.concatenate(token_parts) if token_parts else np.zeros(0, np.uint16)
+    starts = np.concatenate(start_parts) if start_parts else np.zeros(0, np.uint32)
+    np.save(temporary / "tokens.npy", tokens)
+    np.save(temporary / "starts.npy", starts)
+    shutil.copyfile(tokenizer.path, temporary / "tokenizer.json")
+    seconds = time.perf_counter() - started
+
+    splits = {}
+    for row in contig_rows:
+        entry = splits.setdefault(row["split"], {"contigs": 0, "tokens": 0, "bases": 0})
+        entry["contigs"] += 1
+        entry["tokens"] += row["n_tokens"]
+        entry["bases"] += row["end"] - row["start"]
+    index = {
+        "format": STORE_FORMAT,
+        "version": STORE_VERSION,
+        "n_tokens": int(len(tokens)),
+        "n_bases": int(sum(r["end"] - r["start"] for r in contig_rows)),
+        "vocab_size": tokenizer.vocab_size,
+        "tokenizer": {"file": "tokenizer.json", "sha256": tokenizer.sha256},
+        "sources": genome.sources,
+        "split_spec": split_spec,
+        "splits": splits,
+        "contigs": contig_rows,
+        "encode_seconds": round(seconds, 3),
+    }
+    with open(temporary / "index.json", "w") as handle:
+        json.dump(index, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _swap_into_place(temporary, out_dir)
+    return out_dir
+
+
+def _swap_into_place(temporary: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        os.replace(out_dir, retired)
+        os.replace(temporary, out_dir)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(temporary, out_dir)

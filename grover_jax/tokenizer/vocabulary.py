@@ -1,0 +1,152 @@
+"""The learned vocabulary as a HuggingFace `tokenizers` tokenizer.json, and loading it back.
+
+Layout of the ids (documented choice): 0-4 are [PAD] [UNK] [CLS] [SEP] [MASK] (DNABERT's order,
+which GROVER's code descends from), then A C G T, then each merge's new string in cycle order.
+All four bases stay in the vocabulary even where (as on hg19) A, C and T almost never survive as
+standalone tokens: without them a sequence whose edge leaves a lone base could not be encoded.
+
+The tokenizer uppercases (soft-masked bases are the same bases), isolates every run of non-ACGT
+characters (N, IUPAC codes) as one [UNK], and applies the merges by rank over each ACGT run: the
+same tokens as replaying the cycles on that run. Decoding concatenates the tokens.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from grover_jax.genome.genome import BASES
+from grover_jax.tokenizer.bpe import BpeResult, replay_merges
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class TokenizerFileError(ValueError):
+    pass
+
+
+def build_hf_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]", fuse_unk=True))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Replace(b.lower(), b) for b in "ACGTN"])
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("[^ACGT]+"), behavior="isolated")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)],
+    )
+    tokenizer.decoder = decoders.Fuse()
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    return tokenizer
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.chmod(temporary, 0o644)  # mkstemp's 0600 would make a shared vocabulary unreadable to others
+    os.replace(temporary, path)
+
+
+def save_vocabulary(result: BpeResult, out_dir: str | Path, provenance: dict | None = None) -> Path:
+    """Write tokenizer.json (+ the transformers configs), the merge table with each merge's
+    frequency, and a summary. Each file is written to a temporary name and renamed."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for token in result.tokens:
+        vocab[token] = len(vocab)
+    merges = [(m.left, m.right) for m in result.merges]
+    tokenizer = build_hf_tokenizer(vocab, merges)
+    _atomic_write(out_dir / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
+    _atomic_write(out_dir / "tokenizer_config.json", json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": 512,
+        "do_lower_case": False,
+        "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
+    }, indent=2))
+    _atomic_write(out_dir / "special_tokens_map.json", json.dumps({
+        "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
+    }, indent=2))
+    rows = ["cycle\tleft\tright\ttoken\ttoken_id\tpair_count\tmerged"]
+    rows += [f"{c + 1}\t{m.left}\t{m.right}\t{m.token}\t{vocab[m.token]}\t{m.count}\t{m.merged}"
+             for c, m in enumerate(result.merges)]
+    _atomic_write(out_dir / "merges.tsv", "\n".join(rows) + "\n")
+    counts = {token: int(n) for token, n in zip(result.tokens, result.token_counts)}
+    _atomic_write(out_dir / "bpe_summary.json", json.dumps({
+        "cycles": len(result.merges),
+        "vocab_size": len(vocab),
+        "n_bases": result.n_bases,
+        "n_tokens": int(result.token_counts.sum()),
+        "mean_token_length": result.mean_token_length,
+        "token_counts": counts,
+        "provenance": provenance or {},
+    }, indent=1))
+    return out_dir / TOKENIZER_FILE
+
+
+@dataclass
+class GenomeTokenizer:
+    """A tokenizer.json, loaded: the Rust tokenizer for arbitrary text, the merge list for the
+    compiled replay over whole contigs, and the file's sha256 (what stores and checkpoints record)."""
+
+    path: Path
+    hf: Tokenizer
+    vocab: dict[str, int]
+    merges: list[tuple[str, str]]
+    sha256: str
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def id_to_token(self) -> list[str]:
+        tokens = [""] * self.vocab_size
+        for token, i in self.vocab.items():
+            tokens[i] = token
+        return tokens
+
+    @property
+    def token_lengths(self) -> np.ndarray:
+        """Bases per token id (0 for special tokens)."""
+        return np.array([0 if t in SPECIAL_TOKENS else len(t) for t in self.id_to_token], dtype=np.int32)
+
+    def encode_contigs(self, contigs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Tokenize whole contigs (base codes 0-3) with the compiled replay: per contig (ids,
+        offset of each token's first base). Equal to `self.hf` on the same sequence."""
+        return replay_merges(contigs, self.vocab, self.merges)
+
+    def encode(self, sequence: str, add_special_tokens: bool = True) -> list[int]:
+        return self.hf.encode(sequence, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return self.hf.decode(list(map(int, ids)), skip_special_tokens=skip_special_tokens)
+
+
+def load_tokenizer(path: str | Path) -> GenomeTokenizer:
+    """Load a tokenizer.json (or a folder holding one) written here or by GROVER-style BPE."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
+    if not path.exists():
+        raise TokenizerFileError(f"{path}: no such tokenizer file")
+    raw = path.read_bytes()
+    try:
+        spec = json.loads(raw)
+        model = spec["model"]
+        vocab = {str(k): int(v) for k, v in model["vocab"].items()}
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        hf = Tokenizer.from_str(raw.decode("utf-8"))
+    except (ValueError, KeyError, TypeError) as error:
+        raise TokenizerFileError(f"{path}: not a BPE tokenizer.json ({error})") from None
+    missing = [b for b in BASES if b not in vocab]
+    if missing:
+        raise TokenizerFileError(f"{path}: the vocabulary lacks the base token(s) {', '.join(missing)}")
+    return GenomeTokenizer(path, hf, vocab, merges, hashlib.sha256(raw).hexdigest())
