@@ -1,0 +1,42 @@
+"""Shared fixtures. Tests read the bundled real chr20 slice (always present) and, where marked
+`shared_data`, the project's ../shared/data folder, skipping cleanly where it is absent."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from grover_jax import bundled
+from grover_jax.genome import read_genome
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GROVER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_file(relative: str) -> Path:
+    """A file of ../shared/data, or skip the test saying what is missing."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"needs ../shared/data/{relative} (the project's shared real data); absent here")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bundled_genome():
+    return read_genome(bundled.FASTA, bundled.SPLIT_SPEC)
+
+
+def write_fasta(path: Path, records: list[tuple[str, str]], width: int = 60) -> Path:
+    lines = []
+    for header, sequence in records:
+        lines.append(f">{header}")
+        lines.extend(sequence[i : i + width] for i in range(0, len(sequence), width))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bundled_slice_fasta(tmp_path_factory, bundled_genome):
+    """A 300 kb real slice of the bundle (chr20:33,000,001-33,300,000) as its own FASTA."""
+    path = tmp_path_factory.mktemp("slice") / "chr20_33.0-33.3Mb.fa"
+    return write_fasta(path, [("chr20:33000001-33300000", bundled_genome.bases("chr20", 33_000_000, 33_300_000))])
