@@ -1,0 +1,58 @@
+"""The encoder's hyper-parameters as a frozen dataclass (hashable, so linen modules can hold it)."""
+
+import dataclasses
+
+import ml_collections
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    # HF BERT always has a 2-row token-type table; kept (fed all-zero ids) so export is a rename.
+    type_vocab_size: int = 2
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    compute_dtype: str = "float32"
+    remat: bool = False
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"model.hidden_size={self.hidden_size} is not divisible by "
+                f"model.num_heads={self.num_heads}"
+            )
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"model.compute_dtype={self.compute_dtype!r}: use 'float32' or 'bfloat16'"
+            )
+        if self.vocab_size <= 0:
+            raise ValueError("vocab_size must be positive (take it from the tokenizer)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def from_config(cls, model_cfg: ml_collections.ConfigDict, vocab_size: int = 0) -> "BertConfig":
+        """`config.model` with the tokenizer's `vocab_size` (0: use model_cfg.vocab_size)."""
+        return cls(
+            vocab_size=vocab_size or model_cfg.vocab_size,
+            hidden_size=model_cfg.hidden_size,
+            num_layers=model_cfg.num_layers,
+            num_heads=model_cfg.num_heads,
+            intermediate_size=model_cfg.intermediate_size,
+            max_position_embeddings=model_cfg.max_position_embeddings,
+            hidden_dropout=model_cfg.hidden_dropout,
+            attention_dropout=model_cfg.attention_dropout,
+            layer_norm_eps=model_cfg.layer_norm_eps,
+            initializer_range=model_cfg.initializer_range,
+            compute_dtype=model_cfg.compute_dtype,
+            remat=model_cfg.remat,
+        )
