@@ -5,10 +5,13 @@ import sys
 
 from grover_jax.genome import GenomeFormatError, SplitSpecError
 from grover_jax.store import StoreBuildError, StoreError
+from grover_jax.configuration import ConfigError
 from grover_jax.tokenizer import TokenizerFileError
+from grover_jax.train.checkpoint import CheckpointMismatchError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    GenomeFormatError, SplitSpecError, TokenizerFileError, StoreError, StoreBuildError,
+    GenomeFormatError, SplitSpecError, TokenizerFileError, StoreError, StoreBuildError, ConfigError,
+    CheckpointMismatchError,
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
 )
 
@@ -38,10 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--out", required=True, help="store folder (written atomically)")
     store.add_argument("--overwrite", action="store_true", help="replace an existing store")
 
+    pretrain = stages.add_parser("pretrain", help="masked-token pretraining on a token store (resumes from --workdir)")
+    pretrain.add_argument("--config", default="tiny", help="configs/*.py file or bundled config name (tiny, grover_base)")
+    pretrain.add_argument("--workdir", required=True, help="run folder: checkpoints, metrics.jsonl, tensorboard")
+    pretrain.add_argument("--store", help="token store folder (default: the config's data.store)")
+    pretrain.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C",
+                          help="override a config field, e.g. --set train.num_steps=1000 (repeatable)")
+    pretrain.add_argument("--distributed", choices=["env", "auto"], default="env",
+                          help="multi-process start-up: 'env' joins a run described by JAX_COORDINATOR_ADDRESS, "
+                               "JAX_NUM_PROCESSES, JAX_PROCESS_ID (if set); 'auto' lets JAX detect a TPU pod / SLURM")
+
     run = stages.add_parser("run", help="the whole pipeline (vocabulary, store, ...) on the bundled or given genome")
     _add_genome_args(run)
     run.add_argument("--workdir", default="runs/default")
     run.add_argument("--cycles", type=int, default=600)
+    run.add_argument("--config", default="tiny", help="pretraining config (default: tiny)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
+    run.add_argument("--stop-after", choices=["bpe", "store", "pretrain"], default=None,
+                     help="stop after this stage")
     return parser
 
 
@@ -56,10 +73,18 @@ def main(argv: list[str] | None = None) -> int:
             from grover_jax.programs.vocabulary import build_token_store
 
             build_token_store(args.fasta, args.tokenizer, args.out, args.splits, args.overwrite)
+        elif args.stage == "pretrain":
+            from grover_jax.configuration import load_config
+            from grover_jax.programs.pretrain import pretrain
+
+            pretrain(load_config(args.config, args.overrides), args.workdir, args.store,
+                     auto_distributed=args.distributed == "auto")
         elif args.stage == "run":
+            from grover_jax.configuration import load_config
             from grover_jax.programs.pipeline import run_pipeline
 
-            run_pipeline(args.workdir, args.fasta, args.splits, args.cycles)
+            config = load_config(args.config, args.overrides)
+            run_pipeline(args.workdir, args.fasta, args.splits, args.cycles, config, args.stop_after)
     except USER_ERRORS as error:
         print(f"grover: error: {error}", file=sys.stderr)
         return 2

@@ -100,7 +100,7 @@ def test_truncated_arrays_are_detected(built, tmp_path):
 def test_cli_main_job_builds_vocabulary_and_store_on_the_bundled_genome(tmp_path):
     from grover_jax.cli import main
 
-    assert main(["run", "--workdir", str(tmp_path / "run"), "--cycles", "100"]) == 0
+    assert main(["run", "--workdir", str(tmp_path / "run"), "--cycles", "100", "--stop-after", "store"]) == 0
     store = TokenStore(tmp_path / "run" / "store")
     assert store.index["split_spec"] == bundled.SPLIT_SPEC
     assert store.index["n_bases"] == 4_950_000

@@ -10,7 +10,10 @@ from grover_jax.genome import file_sha256
 from grover_jax.store import StoreError, TokenStore
 
 
-def run_pipeline(workdir: str | Path, fasta: list[str] | None, split_spec: str | None, cycles: int = 600) -> None:
+def run_pipeline(
+    workdir: str | Path, fasta: list[str] | None, split_spec: str | None, cycles: int = 600,
+    config=None, stop_after: str | None = None,
+) -> None:
     workdir = Path(workdir)
     paths, split_spec = resolve_genome(fasta, split_spec)
     vocab_dir, store_dir = workdir / "vocab", workdir / "store"
@@ -23,6 +26,8 @@ def run_pipeline(workdir: str | Path, fasta: list[str] | None, split_spec: str |
     else:
         learn_vocabulary(paths, vocab_dir, cycles, split_spec)
     tokenizer_path = vocab_dir / "tokenizer.json"
+    if stop_after == "bpe":
+        return
 
     try:
         store = TokenStore(store_dir)
@@ -36,3 +41,11 @@ def run_pipeline(workdir: str | Path, fasta: list[str] | None, split_spec: str |
         print(f"token store: up to date in {store_dir}")
     else:
         build_token_store(paths, tokenizer_path, store_dir, split_spec, overwrite=True)
+    if stop_after == "store" or config is None:
+        return
+
+    from grover_jax.programs.pretrain import pretrain
+
+    final = pretrain(config, workdir / "pretrain", store_dir)
+    print(f"pretraining: valid loss {final['valid']['loss']:.4f}, masked-token accuracy "
+          f"{final['valid']['accuracy']:.4f}, perplexity {final['valid']['perplexity']:.2f} -> {workdir / 'pretrain'}")

@@ -1,0 +1,187 @@
+"""Pretraining throughput: this project's jitted, sharded train step vs HF `transformers`
+BertForMaskedLM in PyTorch, same shapes, same optimizer, same batches, in the same run.
+
+    python scripts/bench_train.py                      # CPU: 4 layers x 256 wide, 512 tokens, dropout 0.1
+    python scripts/bench_train.py --preset base --device gpu --dtype bfloat16   # GROVER-base on a GPU
+
+Both sides: AdamW (b1 0.9, b2 0.98, eps 1e-6, wd 0.01), linear warm-up then decay, clipping at 1.0,
+masked-token cross-entropy, dropout as configured. Batches are real windows of the bundled hg19 chr20
+token store. MFU = model FLOPs/token x tokens/s / peak; on a CPU the "peak" is the float32 matmul
+rate measured here (there is no data-sheet number), on a GPU the bf16 data-sheet peak.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PRESETS = {
+    "cpu": ["model.num_layers=4", "model.hidden_size=256", "model.num_heads=4", "model.intermediate_size=1024"],
+    "base": [],  # configs/grover_base.py as is: 12 layers, 768 wide, 12 heads
+}
+
+
+def build_batches(seq_len: int, batch_size: int, n_batches: int, mask_rate: float) -> tuple[list[dict], int]:
+    from grover_jax.data.mlm import MaskingConfig, MlmBatches
+    from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
+    from grover_jax.store import TokenStore
+
+    root = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    learn_vocabulary(None, root / "vocab", cycles=600, progress=False)
+    store = TokenStore(build_token_store(None, root / "vocab" / "tokenizer.json", root / "store", progress=False))
+    masking = MaskingConfig(seq_len=seq_len, mask_rate=mask_rate, full_window_fraction=1.0)
+    source = MlmBatches(store, "train", masking, batch_size, seed=0)
+    return [source.batch(step) for step in range(n_batches)], store.vocab_size
+
+
+def measured_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        matmul(a).block_until_ready()
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def bench_jax(config, batches: list[dict], vocab_size: int, warmup: int, steps: int) -> float:
+    import jax
+
+    from grover_jax.model import make_model
+    from grover_jax.parallel import make_mesh, shard_batch
+    from grover_jax.train import compile_train_step, create_train_state, make_optimizer
+
+    mesh = make_mesh(config.mesh)
+    model = make_model(config.model, vocab_size)
+    optimizer = make_optimizer(config.train)
+    state, sharding = create_train_state(model, optimizer, mesh, config.seed)
+    step_fn = compile_train_step(config.train, config.model, mesh, sharding)
+    rng = jax.random.PRNGKey(0)
+    device_batches = [shard_batch(b, mesh) for b in batches]
+    for i in range(warmup):
+        state, metrics = step_fn(state, device_batches[i % len(device_batches)], rng)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for i in range(steps):
+        state, metrics = step_fn(state, device_batches[i % len(device_batches)], rng)
+    jax.block_until_ready((state, metrics))
+    return time.perf_counter() - start
+
+
+def bench_torch(config, batches: list[dict], vocab_size: int, warmup: int, steps: int, device: str, bf16: bool) -> float:
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    m, t = config.model, config.train
+    hf_config = BertConfig(
+        vocab_size=vocab_size, hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
+        num_attention_heads=m.num_heads, intermediate_size=m.intermediate_size, hidden_act="gelu",
+        hidden_dropout_prob=m.hidden_dropout, attention_probs_dropout_prob=m.attention_dropout,
+        max_position_embeddings=m.max_position_embeddings, layer_norm_eps=m.layer_norm_eps,
+        attn_implementation="sdpa",
+    )
+    model = BertForMaskedLM(hf_config).to(device).train()
+    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=t.learning_rate, betas=(t.b1, t.b2), eps=t.eps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / t.warmup_steps, 1.0))
+    device_batches = []
+    for b in batches:
+        labels = np.where(b["mlm_weights"] > 0, b["mlm_labels"], -100)
+        device_batches.append({
+            "input_ids": torch.from_numpy(b["input_ids"]).long().to(device),
+            "attention_mask": torch.from_numpy(b["attention_mask"]).long().to(device),
+            "labels": torch.from_numpy(labels).long().to(device),
+        })
+
+    def step(batch):
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for i in range(warmup):
+        step(device_batches[i % len(device_batches)])
+    sync()
+    start = time.perf_counter()
+    for i in range(steps):
+        step(device_batches[i % len(device_batches)])
+    sync()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--mask-rate", type=float, default=0.15)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
+    args = parser.parse_args()
+    if args.device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+    import jax
+    import torch
+
+    from grover_jax.configuration import load_config
+    from grover_jax.programs.pretrain import peak_flops_per_device
+    from grover_jax.train import model_flops_per_token
+
+    overrides = PRESETS[args.preset] + [
+        f"data.seq_len={args.seq_len}", f"model.max_position_embeddings={max(512, args.seq_len)}",
+        f"train.batch_size={args.batch_size}", f"model.compute_dtype={args.dtype}", "train.warmup_steps=10",
+        "train.num_steps=1000", f"model.hidden_dropout={args.dropout}", f"model.attention_dropout={args.dropout}",
+        "mesh.data=-1", "mesh.fsdp=1", *args.overrides,
+    ]
+    config = load_config("grover_base", overrides)
+    batches, vocab_size = build_batches(args.seq_len, args.batch_size, 4, args.mask_rate)
+    tokens = args.steps * args.batch_size * args.seq_len
+    flops_per_token = model_flops_per_token(config.model, vocab_size, args.seq_len)
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    jax_seconds = bench_jax(config, batches, vocab_size, args.warmup, args.steps)
+    torch_device = "cuda" if args.device == "gpu" else "cpu"
+    torch_seconds = bench_torch(config, batches, vocab_size, args.warmup, args.steps, torch_device,
+                                bf16=args.dtype == "bfloat16")
+    if args.device == "cpu":
+        peak, peak_source = measured_matmul_flops(), "measured f32 matmul"
+    else:
+        peak, peak_source = peak_flops_per_device(config), "data-sheet bf16 peak"
+
+    m = config.model
+    print(f"\nmodel: {m.num_layers} layers x {m.hidden_size} wide, {m.num_heads} heads, FFN {m.intermediate_size}, "
+          f"vocab {vocab_size}; batch {args.batch_size} x {args.seq_len} tokens; {args.dtype}; dropout {args.dropout}; "
+          f"{args.steps} timed steps after {args.warmup} warm-up; device {jax.devices()[0].device_kind}")
+    print(f"{'program':<34}{'s/step':>10}{'tokens/s':>12}{'MFU':>8}")
+    for name, seconds in (("grover-jax (jit, Flax)", jax_seconds), ("HF BertForMaskedLM (PyTorch)", torch_seconds)):
+        rate = tokens / seconds
+        mfu = f"{rate * flops_per_token / peak:.1%}" if peak else "n/a"
+        print(f"{name:<34}{seconds / args.steps:>10.4f}{rate:>12,.0f}{mfu:>8}")
+    print(f"ratio grover-jax / PyTorch tokens/s: {torch_seconds / jax_seconds:.2f}x  "
+          f"(MFU against {peak_source}: {peak / 1e9:,.0f} GFLOP/s; {flops_per_token / 1e6:.1f} MFLOP/token)")
+
+
+if __name__ == "__main__":
+    main()
