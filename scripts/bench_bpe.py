@@ -1,0 +1,219 @@
+"""Benchmark BPE learning in GROVER cycles against HF `tokenizers`' BpeTrainer; the store encode.
+
+On one real chromosome (default ../shared/data/genome/hg19_chr20.fa.gz, relative to the repo root):
+  1. ours: `learn_bpe` for --cycles cycles over all contigs, in a fresh subprocess; a tiny warm-up
+     call first (timed separately) so numba's JIT / cache load is not counted; FASTA reading is not.
+  2. HF: `BpeTrainer` on the same contigs cut into 1 kb chunks (each chunk one "word", its best
+     case), in a fresh subprocess, on as many threads as it likes (RAYON_NUM_THREADS is reported).
+  Each worker reports wall and CPU seconds, its RSS once its input is loaded, the peak RSS of the
+  learning alone (VmHWM reset after loading) and the process's overall peak (loading included).
+  3. A table of time, memory and merges, the HF/ours speed ratio, and how far the two merge lists
+     agree; as a control, our learner on HF's exact input (the 1 kb chunks) should match HF exactly.
+  4. The store's encode rate (`build_store` of the whole input with the learned vocabulary), and
+     the Rust tokenizer's rate on one ~5 Mb stretch, checking that both give identical ids there.
+
+Run from the repo root:
+    python scripts/bench_bpe.py            # whole chromosome, 600 cycles (about two minutes)
+    python scripts/bench_bpe.py --quick    # first 5 Mb, 200 cycles
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from grover_jax.genome import Genome, read_genome
+from grover_jax.store.build import build_store
+from grover_jax.tokenizer.bpe import learn_bpe
+from grover_jax.tokenizer.vocabulary import load_tokenizer, save_vocabulary
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FASTA = REPO.parent / "shared/data/genome/hg19_chr20.fa.gz"
+QUICK_BASES, QUICK_CYCLES = 5_000_000, 200
+CHUNK = 1_000  # HF trainer's "word" length
+COMPARE_BASES = 5_000_000  # the stretch encoded by both tokenizers
+T = TypeVar("T")
+
+
+def load_genome(fasta: Path, limit: int) -> Genome:
+    """The chromosome's contigs, clipped to its first `limit` bases when `limit` > 0."""
+    genome = read_genome(fasta, keep_soft_mask=False)
+    if limit:
+        genome.contigs = [dataclasses.replace(c, end=min(c.end, limit))
+                          for c in genome.contigs if c.start < limit]
+    return genome
+
+
+def memory_mb(field: str) -> float:
+    """A /proc/self/status field: VmRSS (resident now) or VmHWM (peak since the last reset)."""
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":")) / 1024
+
+
+def loaded_memory() -> dict:
+    """RSS with the inputs loaded and the peak so far; then resets the peak (VmHWM, Linux >= 4.0;
+    ru_maxrss follows it) so that from here on it measures only the learning."""
+    memory = {"rss_loaded": memory_mb("VmRSS"), "peak_loading": memory_mb("VmHWM")}
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    return memory
+
+
+def timed(function: Callable[[], T]) -> tuple[T, dict]:
+    """Call `function` (the learning, inputs already loaded): its result, its time and memory."""
+    memory = loaded_memory()
+    started, cpu = time.perf_counter(), time.process_time()
+    result = function()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    learning = memory_mb("VmHWM")
+    return result, {**memory, "seconds": seconds, "cpu_seconds": cpu, "peak_learning": learning,
+                    "peak_rss": max(learning, memory["peak_loading"])}
+
+
+def run_ours(genome: Genome, cycles: int, vocab_dir: Path) -> dict:
+    codes = [genome.contig_codes(c) for c in genome.contigs]
+    started = time.perf_counter()
+    learn_bpe([codes[0][:10_000]], 5, progress=False)
+    warmup = time.perf_counter() - started
+    result, report = timed(lambda: learn_bpe(codes, cycles, progress=False))
+    save_vocabulary(result, vocab_dir)
+    return {**report, "warmup": warmup, "merges": [[m.left, m.right] for m in result.merges],
+            "learned_tokens": len(result.tokens), "mean_token_length": result.mean_token_length}
+
+
+def run_hf(genome: Genome, cycles: int) -> dict:
+    from tokenizers import Tokenizer, models, trainers
+
+    chunks = []
+    for contig in genome.contigs:
+        sequence = genome.bases(contig.chromosome, contig.start, contig.end)
+        chunks += [sequence[i : i + CHUNK] for i in range(0, len(sequence), CHUNK)]
+    tokenizer = Tokenizer(models.BPE())  # no pre-tokenizer: each chunk is one word
+    trainer = trainers.BpeTrainer(vocab_size=4 + cycles, initial_alphabet=list("ACGT"),
+                                  show_progress=False, limit_alphabet=4, special_tokens=[])
+    _, report = timed(lambda: tokenizer.train_from_iterator(chunks, trainer, length=len(chunks)))
+    merges = json.loads(tokenizer.to_str())["model"]["merges"]
+    return {**report, "n_chunks": len(chunks),
+            "merges": [m.split(" ") if isinstance(m, str) else list(m) for m in merges]}
+
+
+def spawn_worker(name: str, args: argparse.Namespace, work: Path) -> dict:
+    command = [sys.executable, __file__, "--fasta", str(args.fasta), "--cycles", str(args.cycles),
+               "--limit", str(args.limit), "--worker", name, "--work", str(work)]
+    subprocess.run(command, check=True)
+    return json.loads((work / f"{name}.json").read_text())
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    genome = load_genome(args.fasta, args.limit)
+    work = Path(args.work)
+    if args.worker == "ours":
+        report = run_ours(genome, args.cycles, work / "vocab")
+    else:
+        report = run_hf(genome, args.cycles)
+    (work / f"{args.worker}.json").write_text(json.dumps(report))
+
+
+def agreement(ours: list[list[str]], hf: list[list[str]]) -> str:
+    """Same merge at the same rank, same merges as a set, and the first differing rank."""
+    n = min(len(ours), len(hf))
+    ours_n, hf_n = [tuple(m) for m in ours[:n]], [tuple(m) for m in hf[:n]]
+    same_rank = sum(a == b for a, b in zip(ours_n, hf_n))
+    first = next((i + 1 for i, (a, b) in enumerate(zip(ours_n, hf_n)) if a != b), None)
+    return (f"first {n} merges: same merge at same rank {same_rank}/{n}, same set "
+            f"{len(set(ours_n) & set(hf_n))}/{n}, first difference at rank {first or 'none'}")
+
+
+def learn_on_chunks(genome: Genome, cycles: int) -> list[list[str]]:
+    """Control: our learner on exactly HF's input (1 kb chunks as separate contigs), not timed."""
+    codes = [genome.contig_codes(c) for c in genome.contigs]
+    chunks = [c[i : i + CHUNK] for c in codes for i in range(0, len(c), CHUNK)]
+    return [[m.left, m.right] for m in learn_bpe(chunks, cycles, progress=False).merges]
+
+
+def print_learning(ours: dict, hf: dict, genome: Genome, cycles: int, vocab_dir: Path) -> None:
+    print(f"\n{'contender':<34} {'seconds':>8} {'CPU s':>6} {'RSS loaded MB':>14} "
+          f"{'peak learning MB':>17} {'process peak MB':>16} {'merges':>7}")
+    for name, r in (("ours: learn_bpe (1 thread)", ours),
+                    (f"HF BpeTrainer ({hf['n_chunks']:,} x 1 kb words)", hf)):
+        print(f"{name:<34} {r['seconds']:>8.1f} {r['cpu_seconds']:>6.1f} {r['rss_loaded']:>14.0f} "
+              f"{r['peak_learning']:>17.0f} {r['peak_rss']:>16.0f} {len(r['merges']):>7}")
+    print(f"speed ratio HF/ours: {hf['seconds'] / ours['seconds']:.1f}x wall, "
+          f"{hf['cpu_seconds'] / ours['cpu_seconds']:.1f}x CPU "
+          f"(ours' numba warm-up, not counted: {ours['warmup']:.1f} s)")
+    print(f"ours (whole contigs) vs HF, {agreement(ours['merges'], hf['merges'])}")
+    control = learn_on_chunks(genome, cycles)
+    print(f"ours on HF's 1 kb chunks vs HF, {agreement(control, hf['merges'])}")
+    vocab_size = json.loads((vocab_dir / "bpe_summary.json").read_text())["vocab_size"]
+    print(f"mean token length after {len(ours['merges'])} cycles: "
+          f"{ours['mean_token_length']:.3f} nt; vocabulary: {ours['learned_tokens']} tokens "
+          f"(bases + merged strings), {vocab_size} with the special tokens\n")
+
+
+def print_store_rates(genome: Genome, vocab_dir: Path, work: Path) -> None:
+    tokenizer = load_tokenizer(vocab_dir)
+    tokenizer.encode_contigs([genome.contig_codes(genome.contigs[0])[:10_000]])  # numba warm-up
+    store = build_store(genome, tokenizer, work / "store", progress=False)
+    index = json.loads((store / "index.json").read_text())
+    mb, seconds = index["n_bases"] / 1e6, index["encode_seconds"]
+    print(f"store encode (compiled replay, whole input): {mb:.1f} Mb in {seconds:.1f} s = "
+          f"{mb / seconds:.2f} Mb/s ({index['n_tokens']:,} tokens)")
+    longest = max(genome.contigs, key=lambda c: c.length)
+    stretch = dataclasses.replace(longest, end=min(longest.end, longest.start + COMPARE_BASES))
+    sequence = genome.bases(stretch.chromosome, stretch.start, stretch.end)
+    started = time.perf_counter()
+    ours_ids = tokenizer.encode_contigs([genome.contig_codes(stretch)])[0][0]
+    ours_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    hf_ids = tokenizer.hf.encode(sequence, add_special_tokens=False).ids
+    hf_seconds = time.perf_counter() - started
+    mb = stretch.length / 1e6
+    print(f"one stretch {stretch.chromosome}:{stretch.start + 1:,}-{stretch.end:,} ({mb:.1f} Mb): "
+          f"compiled replay {mb / ours_seconds:.2f} Mb/s, "
+          f"HF Rust encode {mb / hf_seconds:.2f} Mb/s; "
+          f"identical ids: {ours_ids.tolist() == hf_ids} ({len(hf_ids):,} tokens)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fasta", type=Path, default=DEFAULT_FASTA)
+    parser.add_argument("--cycles", type=int, default=600)
+    parser.add_argument("--limit", type=int, default=0,
+                        help="use only the first LIMIT bases (0: all)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"first {QUICK_BASES:,} bases, {QUICK_CYCLES} cycles")
+    parser.add_argument("--worker", choices=("ours", "hf"), help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker_main(args)
+        return
+    if not args.fasta.exists():
+        print(f"{args.fasta} not found: this benchmark needs the shared genome data in "
+              "../shared/data (or pass --fasta); nothing measured.")
+        return
+    if args.quick:
+        args.limit, args.cycles = QUICK_BASES, QUICK_CYCLES
+    print(f"{args.fasta}  cycles={args.cycles}  limit={args.limit or 'whole chromosome'}  "
+          f"cpus={os.cpu_count()}  RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}"
+          f"  load avg before={os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="bench_bpe_") as temporary:
+        work = Path(temporary)
+        ours = spawn_worker("ours", args, work)
+        hf = spawn_worker("hf", args, work)
+        genome = load_genome(args.fasta, args.limit)
+        print_learning(ours, hf, genome, args.cycles, work / "vocab")
+        print_store_rates(genome, work / "vocab", work)
+    print(f"load avg after={os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
