@@ -5,6 +5,8 @@ the merges in order is exactly what HF `tokenizers` does with the saved tokenize
 merges by rank, left to right), so the token store and the Rust tokenizer agree token for token.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,13 +131,31 @@ def learn_bpe(
 
 
 def replay_merges(
-    contigs: list[np.ndarray], vocab: dict[str, int], merges: list[tuple[str, str]]
+    contigs: list[np.ndarray], vocab: dict[str, int], merges: list[tuple[str, str]], workers: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Tokenize contigs (base codes 0-3) by applying `merges` in order, with ids from `vocab`
-    (e.g. a tokenizer.json's). Returns per contig (token ids, offset of each token in the contig)."""
-    base_ids = np.array([vocab[b] for b in BASES], dtype=np.int32)
-    capacity = max(vocab.values()) + 1
-    sequence = _Sequence(contigs, base_ids, capacity)
-    for left, right in merges:
-        sequence.merge(vocab[left], vocab[right], vocab[left + right], use_heap=False)
-    return sequence.contig_tokens()
+    (e.g. a tokenizer.json's). Returns per contig (token ids, offset of each token in the contig).
+
+    Contigs are independent, so they are shared out over `workers` threads (default: all cores),
+    longest first; the compiled core releases the GIL."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(contigs)))
+    groups: list[list[int]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for index in sorted(range(len(contigs)), key=lambda i: -len(contigs[i])):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(index)
+        loads[lightest] += len(contigs[index])
+
+    def replay(group: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        base_ids = np.array([vocab[b] for b in BASES], dtype=np.int32)
+        sequence = _Sequence([contigs[i] for i in group], base_ids, max(vocab.values()) + 1)
+        for left, right in merges:
+            sequence.merge(vocab[left], vocab[right], vocab[left + right], use_heap=False)
+        return sequence.contig_tokens()
+
+    results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(contigs)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for group, encoded in zip(groups, pool.map(replay, groups)):
+            for index, tokens in zip(group, encoded):
+                results[index] = tokens
+    return results

@@ -27,7 +27,7 @@ SEPARATOR = -1
 DEAD = -2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _heap_higher(heap_count, heap_left, heap_right, i, j):
     if heap_count[i] != heap_count[j]:
         return heap_count[i] > heap_count[j]
@@ -36,14 +36,14 @@ def _heap_higher(heap_count, heap_left, heap_right, i, j):
     return heap_right[i] < heap_right[j]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _heap_swap(heap_count, heap_left, heap_right, i, j):
     heap_count[i], heap_count[j] = heap_count[j], heap_count[i]
     heap_left[i], heap_left[j] = heap_left[j], heap_left[i]
     heap_right[i], heap_right[j] = heap_right[j], heap_right[i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _heap_push(heap_count, heap_left, heap_right, size, count, left, right):
     if size == heap_count.size:
         capacity = 2 * size + 16
@@ -68,7 +68,7 @@ def _heap_push(heap_count, heap_left, heap_right, size, count, left, right):
     return heap_count, heap_left, heap_right, size + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _heap_pop(heap_count, heap_left, heap_right, size):
     count, left, right = heap_count[0], heap_left[0], heap_right[0]
     size -= 1
@@ -86,7 +86,7 @@ def _heap_pop(heap_count, heap_left, heap_right, size):
     return count, left, right, size
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _append_block(arena, arena_size, blocks, n_blocks, positions, count):
     """Append `positions[:count]` to the arena as one block; return the grown arrays and block id."""
     if arena_size + count > arena.size:
@@ -103,7 +103,7 @@ def _append_block(arena, arena_size, blocks, n_blocks, positions, count):
     return arena, arena_size + count, blocks, n_blocks + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def init_state(token_at, vocab_capacity):
     """Link the positions, count the initial pairs and build one occurrence block per pair
     (positions ascending), in two passes over the sequence."""
@@ -150,7 +150,7 @@ def init_state(token_at, vocab_capacity):
     return next_at, prev_at, pair_count, block_head, blocks, n_blocks, arena, n_pairs
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _gather_occurrences(arena, blocks, block_head, left, right):
     """All recorded positions of (left, right), ascending: runs of (x, x) must merge left to right."""
     total = 0
@@ -173,7 +173,7 @@ def _gather_occurrences(arena, blocks, block_head, left, right):
     return positions
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def pop_best_pair(heap_count, heap_left, heap_right, heap_size, pair_count, token_length, max_token_length):
     """The most frequent pair under the tie rule, or count 0 when no pair is left."""
     while heap_size > 0:
@@ -191,18 +191,18 @@ def pop_best_pair(heap_count, heap_left, heap_right, heap_size, pair_count, toke
     return 0, 0, 0, heap_count, heap_left, heap_right, heap_size
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def push_pair(heap_count, heap_left, heap_right, heap_size, pair_count, left, right):
     return _heap_push(heap_count, heap_left, heap_right, heap_size, pair_count[left, right], left, right)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _bucket(slot, z, capacity):
     left, right = slot // capacity, slot % capacity
     return left if right == z else capacity + right
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def merge_pair(
     token_at, next_at, prev_at, pair_count, block_head, blocks, n_blocks, arena, arena_size,
     heap_count, heap_left, heap_right, heap_size, left, right, z, use_heap,
@@ -276,7 +276,7 @@ def merge_pair(
     return (blocks, n_blocks, arena, arena_size, heap_count, heap_left, heap_right, heap_size, n_merged)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def live_tokens(token_at, next_at):
     """(positions, token ids) of the live tokens in order, separators excluded."""
     n_live = 0
