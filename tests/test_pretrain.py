@@ -96,3 +96,36 @@ def test_a_checkpoint_from_a_different_config_is_refused(store_dir, tmp_path):
                                           "model.num_layers=3"])
     with pytest.raises(CheckpointMismatchError, match="model.num_layers: checkpoint 2, now 3"):
         pretrain(changed, tmp_path / "run", store_dir, progress=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_train_like_one_process_with_the_same_devices(store_dir, tmp_path):
+    """`grover pretrain` in 2 processes (1 CPU device each, gloo), each feeding its half of every
+    batch, gives the metrics of 1 process driving 2 devices."""
+    base = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    one = tmp_path / "one"
+    subprocess.run(_command(one, store_dir, 6), check=True, capture_output=True,
+                   env={**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    two = tmp_path / "two"
+    port = _free_port()
+    processes = [
+        subprocess.Popen(_command(two, store_dir, 6), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={
+            **base, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(rank),
+        })
+        for rank in range(2)
+    ]
+    outputs = [p.communicate(timeout=600)[0].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[1][-2000:]
+    expected, got = _rows(one / "metrics.jsonl"), _rows(two / "metrics.jsonl")
+    assert [(r["step"], r["kind"]) for r in got] == [(r["step"], r["kind"]) for r in expected]
+    for a, b in zip(expected, got):
+        for key in ("loss", "accuracy", "n_targets"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["step"], key)
