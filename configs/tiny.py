@@ -22,12 +22,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.eval_batches = 8
 
     config.train.batch_size = 32
-    config.train.num_steps = 600
+    config.train.num_steps = 1000
     config.train.learning_rate = 1e-3
-    config.train.warmup_steps = 60
+    config.train.warmup_steps = 100
     config.train.log_every = 20
-    config.train.eval_every = 200
-    config.train.checkpoint_every = 200
+    config.train.eval_every = 250
+    config.train.checkpoint_every = 250
     config.train.keep_checkpoints = 2
 
     config.mesh.data = -1

@@ -47,5 +47,7 @@ def run_pipeline(
     from grover_jax.programs.pretrain import pretrain
 
     final = pretrain(config, workdir / "pretrain", store_dir)
-    print(f"pretraining: valid loss {final['valid']['loss']:.4f}, masked-token accuracy "
-          f"{final['valid']['accuracy']:.4f}, perplexity {final['valid']['perplexity']:.2f} -> {workdir / 'pretrain'}")
+    valid = final["valid"]
+    print(f"pretraining: valid loss {valid['loss']:.4f}, masked-token accuracy {valid['accuracy']:.4f} "
+          f"(always the commonest token: {valid['unigram_accuracy']:.4f}), perplexity {valid['perplexity']:.2f} "
+          f"-> {workdir / 'pretrain'}")

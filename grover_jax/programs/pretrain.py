@@ -79,18 +79,34 @@ class MetricsLog:
             self.writer.close()
 
 
-def evaluate(eval_fn, params, store: TokenStore, masking: MaskingConfig, config, mesh, split: str = "valid") -> dict:
-    """Loss, masked-token accuracy and perplexity over the split's fixed evaluation batches."""
+def most_frequent_train_token(store: TokenStore, max_tokens: int = 10_000_000) -> int:
+    """The unigram baseline's answer: the commonest token of the train split (counted on an even
+    sample of at most `max_tokens`, so a whole genome costs no more than chr20)."""
+    n_train = sum(c["n_tokens"] for c in store.split_contigs("train"))
+    stride = max(1, n_train // max_tokens)
+    counts = np.zeros(store.vocab_size, np.int64)
+    for contig in store.split_contigs("train"):
+        first = contig["token_offset"]
+        counts += np.bincount(store.tokens[first : first + contig["n_tokens"] : stride], minlength=store.vocab_size)
+    return int(counts.argmax())
+
+
+def evaluate(eval_fn, params, store: TokenStore, masking: MaskingConfig, config, mesh, baseline_token: int,
+             split: str = "valid") -> dict:
+    """Loss, masked-token accuracy and perplexity over the split's fixed evaluation batches, beside
+    the accuracy of always answering the commonest train token on the same targets."""
     totals = {"loss_sum": 0.0, "n_targets": 0.0, "n_correct": 0.0}
+    baseline_hits = 0
     rows = _process_rows(config.train.batch_size)
     for batch in eval_batches(store, split, masking, config.train.batch_size, config.data.eval_batches, seed=0):
         sums = jax.device_get(eval_fn(params, shard_batch({k: v[rows] for k, v in batch.items()}, mesh)))
         for key in totals:
             totals[key] += float(sums[key])
+        baseline_hits += int(((batch["mlm_labels"] == baseline_token) & (batch["mlm_weights"] > 0)).sum())
     n = max(totals["n_targets"], 1.0)
     loss = totals["loss_sum"] / n
     return {"loss": loss, "accuracy": totals["n_correct"] / n, "perplexity": float(np.exp(loss)),
-            "n_targets": totals["n_targets"]}
+            "n_targets": totals["n_targets"], "unigram_accuracy": baseline_hits / n}
 
 
 def _process_rows(global_batch: int) -> slice:
@@ -143,6 +159,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
     peak = peak_flops_per_device(config)
     tokens_per_step = config.train.batch_size * config.data.seq_len
     num_steps = config.train.num_steps
+    baseline_token = most_frequent_train_token(store)
 
     bar = tqdm(total=num_steps, initial=step, desc="pretrain", unit="step", disable=not (progress and is_main))
     last = {}
@@ -167,11 +184,12 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
             interval_start, interval_steps = time.perf_counter(), 0
         valid_loss = None
         if step % config.train.eval_every == 0 or step == num_steps:
-            last["valid"] = evaluate(eval_fn, state.params, store, masking, config, mesh)
+            last["valid"] = evaluate(eval_fn, state.params, store, masking, config, mesh, baseline_token)
             valid_loss = last["valid"]["loss"]
             log.write(step, "valid", last["valid"])
             if is_main and progress:
                 bar.write(f"step {step}: valid loss {valid_loss:.4f} accuracy {last['valid']['accuracy']:.4f} "
+                          f"(unigram baseline {last['valid']['unigram_accuracy']:.4f}) "
                           f"perplexity {last['valid']['perplexity']:.2f}")
             interval_start = time.perf_counter()  # evaluation time is not training throughput
         if step % config.train.checkpoint_every == 0 or step == num_steps:
