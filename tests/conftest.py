@@ -40,3 +40,33 @@ def bundled_slice_fasta(tmp_path_factory, bundled_genome):
     """A 300 kb real slice of the bundle (chr20:33,000,001-33,300,000) as its own FASTA."""
     path = tmp_path_factory.mktemp("slice") / "chr20_33.0-33.3Mb.fa"
     return write_fasta(path, [("chr20:33000001-33300000", bundled_genome.bases("chr20", 33_000_000, 33_300_000))])
+
+
+@pytest.fixture(scope="session")
+def bundled_store(tmp_path_factory) -> Path:
+    """The bundled genome (hg19 chr20 slice, its train/valid/test) tokenized with a 200-cycle vocabulary."""
+    from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
+
+    root = tmp_path_factory.mktemp("bundled_store")
+    learn_vocabulary(None, root / "vocab", cycles=200, progress=False)
+    return build_token_store(None, root / "vocab" / "tokenizer.json", root / "store", progress=False)
+
+
+# A model small enough to pretrain in well under a minute on 2 cores, for downstream programs' tests.
+TINY_MODEL = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=128",
+              "model.max_position_embeddings=128", "data.seq_len=64", "train.batch_size=16",
+              "data.eval_batches=2", "train.warmup_steps=20", "train.learning_rate=2e-3"]
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(tmp_path_factory, bundled_store) -> Path:
+    """A pretraining run folder (config.json, tokenizer.json, checkpoints/) of a tiny model trained
+    300 steps on the bundled train split: the starting point of every downstream program's test."""
+    from grover_jax.configuration import load_config
+    from grover_jax.programs.pretrain import pretrain
+
+    workdir = tmp_path_factory.mktemp("pretrained") / "run"
+    config = load_config("tiny", TINY_MODEL + ["train.num_steps=300", "train.eval_every=150",
+                                               "train.checkpoint_every=150"])
+    pretrain(config, workdir, bundled_store, progress=False)
+    return workdir

@@ -1,0 +1,86 @@
+"""A pretrained encoder as downstream programs see it: parameters, model config, tokenizer.
+
+Every program after pretraining (next-k-mer, fine-tuning, export, the Python API, analyses) starts
+from `load_pretrained(path)`, where `path` is a pretraining run folder (`grover pretrain --workdir`,
+holding config.json, tokenizer.json and checkpoints/) or its `checkpoints/` folder. Only the
+parameters are returned: optimizer moments stay on disk.
+"""
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from grover_jax.model import BertConfig
+
+
+class PretrainedError(ValueError):
+    """A path that is not a usable pretraining run (missing files, no checkpoint)."""
+
+
+@dataclasses.dataclass
+class Pretrained:
+    params: Any  # the BertForMaskedLM parameter tree (plain arrays, no logical boxes)
+    model_config: BertConfig
+    config: ml_collections.ConfigDict  # the whole run config, as pretraining saved it
+    tokenizer_path: Path
+    step: int
+    run_dir: Path
+
+    @property
+    def tokenizer_sha256(self) -> str:
+        return hashlib.sha256(self.tokenizer_path.read_bytes()).hexdigest()
+
+    @property
+    def encoder_params(self) -> Any:
+        """The `bert` subtree: what a classifier or next-k-mer head starts from."""
+        return self.params["bert"]
+
+
+def run_folder(path: str | Path) -> Path:
+    """The run folder for a run folder or its checkpoints/ folder."""
+    path = Path(path)
+    if path.name == "checkpoints" and (path.parent / "config.json").exists():
+        return path.parent
+    return path
+
+
+def load_pretrained(path: str | Path, step: int | Literal["best", "latest"] = "best") -> Pretrained:
+    """Parameters of `step` ("best": lowest valid loss, falling back to the latest) on the host.
+
+    Raises PretrainedError with one line naming what is missing.
+    """
+    run_dir = run_folder(path)
+    for required in ("config.json", "tokenizer.json", "checkpoints"):
+        if not (run_dir / required).exists():
+            raise PretrainedError(f"{run_dir}: not a pretraining run folder ({required} is missing)")
+    config = ml_collections.ConfigDict(json.loads((run_dir / "config.json").read_text()))
+    model_config = BertConfig.from_config(config.model)
+    manager = ocp.CheckpointManager(
+        (run_dir / "checkpoints").absolute(), item_names=("state", "data", "meta"),
+        options=ocp.CheckpointManagerOptions(create=False),
+    )
+    steps = list(manager.all_steps())
+    if not steps:
+        raise PretrainedError(f"{run_dir / 'checkpoints'}: no finished checkpoint")
+    if step == "latest":
+        chosen = max(steps)
+    elif step == "best":
+        with_loss = [s for s in steps if (manager.metrics(s) or {}).get("valid_loss") is not None]
+        chosen = min(with_loss, key=lambda s: manager.metrics(s)["valid_loss"]) if with_loss else max(steps)
+    else:
+        if step not in steps:
+            raise PretrainedError(f"{run_dir / 'checkpoints'}: no step {step} (have {sorted(steps)})")
+        chosen = int(step)
+    # The state is restored as saved (params + optimizer state); only params are kept.
+    restored = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    params = restored["state"]["params"]
+    manager.close()
+    params = jax.tree.map(lambda x: jax.device_get(x), params)
+    return Pretrained(params=params, model_config=model_config, config=config,
+                      tokenizer_path=run_dir / "tokenizer.json", step=chosen, run_dir=run_dir)
