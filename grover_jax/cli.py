@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from grover_jax.genome import GenomeFormatError, SplitSpecError
+from grover_jax.genome.fetch import FetchError
 from grover_jax.store import StoreBuildError, StoreError
 from grover_jax.configuration import ConfigError
 from grover_jax.tokenizer import TokenizerFileError
@@ -11,7 +12,7 @@ from grover_jax.train.checkpoint import CheckpointMismatchError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     GenomeFormatError, SplitSpecError, TokenizerFileError, StoreError, StoreBuildError, ConfigError,
-    CheckpointMismatchError,
+    CheckpointMismatchError, FetchError,
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
 )
 
@@ -34,12 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which split's sequence the pair counts run over")
     bpe.add_argument("--max-token-length", type=int, default=0, help="cap on token length in bases (0: none)")
     bpe.add_argument("--out", required=True, help="output folder for tokenizer.json and merges.tsv")
+    bpe.add_argument("--engine", default="auto", choices=["auto", "linked", "compact"],
+                     help="'compact' learns whole genomes at 2 bytes/base (same merges as 'linked', slower); "
+                          "'auto' picks it for inputs over 300 Mb")
 
     store = stages.add_parser("store", help="tokenize a genome once into a memory-mapped token store")
     _add_genome_args(store)
     store.add_argument("--tokenizer", required=True, help="tokenizer.json or the folder holding it")
     store.add_argument("--out", required=True, help="store folder (written atomically)")
     store.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    store.add_argument("--sharded", action="store_true",
+                       help="one shard per FASTA file + a top-level index; a re-run rebuilds only missing/stale shards")
+    store.add_argument("--workers", type=int, default=1, help="processes building shards in parallel (--sharded)")
+
+    data = stages.add_parser("data", help="genome data: fetch whole assemblies")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_commands.add_parser("fetch", help="download per-chromosome FASTA, md5-verified, resumable")
+    fetch.add_argument("source", help="hg19, hg38, a URL (folder with md5sum.txt, or one file), a local folder or file")
+    fetch.add_argument("--chromosomes", default=None,
+                       help="comma-separated, e.g. chr1,chr2,X (any naming; default: every FASTA of the source)")
+    fetch.add_argument("--out", required=True, help="output folder: one file per chromosome + manifest.json")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pretrain = stages.add_parser("pretrain", help="masked-token pretraining on a token store (resumes from --workdir)")
     pretrain.add_argument("--config", default="tiny", help="configs/*.py file or bundled config name (tiny, grover_base)")
@@ -68,11 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "bpe":
             from grover_jax.programs.vocabulary import learn_vocabulary
 
-            learn_vocabulary(args.fasta, args.out, args.cycles, args.splits, args.learn_on, args.max_token_length)
+            learn_vocabulary(args.fasta, args.out, args.cycles, args.splits, args.learn_on, args.max_token_length,
+                             engine=args.engine)
         elif args.stage == "store":
             from grover_jax.programs.vocabulary import build_token_store
 
-            build_token_store(args.fasta, args.tokenizer, args.out, args.splits, args.overwrite)
+            build_token_store(args.fasta, args.tokenizer, args.out, args.splits, args.overwrite,
+                              sharded=args.sharded, workers=args.workers)
+        elif args.stage == "data":
+            from grover_jax.genome.fetch import fetch_genome
+
+            chromosomes = [c.strip() for c in args.chromosomes.split(",") if c.strip()] if args.chromosomes else None
+            manifest = fetch_genome(args.source, args.out, chromosomes, progress=not args.quiet)
+            print(f"fetched: {manifest}")
         elif args.stage == "pretrain":
             from grover_jax.configuration import load_config
             from grover_jax.programs.pretrain import pretrain

@@ -6,31 +6,53 @@ from pathlib import Path
 
 from grover_jax import bundled
 from grover_jax.genome import read_genome
-from grover_jax.store import build_store
+from grover_jax.genome.fetch import expand_fasta_paths
+from grover_jax.store import build_sharded_store, build_store
 from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
+from grover_jax.tokenizer.bpe_compact import learn_bpe_compact, read_learning_chromosomes
+
+# The linked-list learner needs ~31 bytes per base (BENCHMARKS.md, genome scale); past this many bases
+# of FASTA `--engine auto` switches to the compact learner (2 bytes/base, same merges).
+LINKED_ENGINE_MAX_BASES = 300_000_000
 
 
 def resolve_genome(fasta: list[str] | None, split_spec: str | None) -> tuple[list[str], str]:
     """The FASTA files and split spec to use: the bundled real chr20 slice and its splits by default."""
     if not fasta:
         return [str(bundled.FASTA)], bundled.SPLIT_SPEC if split_spec is None else split_spec
-    return list(fasta), split_spec or ""
+    return expand_fasta_paths(fasta), split_spec or ""
+
+
+def _approximate_bases(paths: list[str]) -> int:
+    """Bases in FASTA files from their sizes (gzip compresses hg19 FASTA about 3.3x), without reading them."""
+    return int(sum(Path(p).stat().st_size * (3.3 if p.endswith(".gz") else 1.0) for p in paths))
 
 
 def learn_vocabulary(
     fasta: list[str] | None, out_dir: str | Path, cycles: int = 600, split_spec: str | None = None,
-    learn_on: str = "train", max_token_length: int = 0, progress: bool = True,
+    learn_on: str = "train", max_token_length: int = 0, progress: bool = True, engine: str = "auto",
 ) -> Path:
     """Learn `cycles` GROVER cycles of BPE on the `learn_on` split ("train" keeps valid/test sequence
-    unseen by the vocabulary too; "all" uses every contig) and save tokenizer.json in `out_dir`."""
+    unseen by the vocabulary too; "all" uses every contig) and save tokenizer.json in `out_dir`.
+    `engine`: "linked" (fastest, ~31 bytes/base), "compact" (2 bytes/base, reads one file at a time:
+    whole genomes), "auto" (compact past LINKED_ENGINE_MAX_BASES); both give the same merges."""
     paths, split_spec = resolve_genome(fasta, split_spec)
+    if engine == "auto":
+        engine = "compact" if _approximate_bases(paths) > LINKED_ENGINE_MAX_BASES else "linked"
     started = time.perf_counter()
-    genome = read_genome(paths, split_spec)
-    contigs = [genome.contig_codes(c) for c in genome.split_contigs(learn_on)]
-    read_seconds = time.perf_counter() - started
-    result = learn_bpe(contigs, cycles, max_token_length=max_token_length, progress=progress)
+    if engine == "compact":
+        chromosomes, sources = read_learning_chromosomes(paths, split_spec, learn_on)
+        read_seconds = time.perf_counter() - started
+        result = learn_bpe_compact(chromosomes, cycles, max_token_length=max_token_length, progress=progress)
+    else:
+        genome = read_genome(paths, split_spec)
+        sources = genome.sources
+        contigs = [genome.contig_codes(c) for c in genome.split_contigs(learn_on)]
+        read_seconds = time.perf_counter() - started
+        result = learn_bpe(contigs, cycles, max_token_length=max_token_length, progress=progress)
     provenance = {
-        "sources": genome.sources, "split_spec": split_spec, "learn_on": learn_on, "cycles_requested": cycles,
+        "sources": sources, "split_spec": split_spec, "learn_on": learn_on, "cycles_requested": cycles,
+        "engine": engine,
         "max_token_length": max_token_length, "read_seconds": round(read_seconds, 3),
         "learn_seconds": round(time.perf_counter() - started - read_seconds, 3),
     }
@@ -48,9 +70,16 @@ def vocabulary_provenance(out_dir: str | Path) -> dict:
 
 def build_token_store(
     fasta: list[str] | None, tokenizer_path: str | Path, out_dir: str | Path, split_spec: str | None = None,
-    overwrite: bool = False, progress: bool = True,
+    overwrite: bool = False, progress: bool = True, sharded: bool = False, workers: int = 1,
 ) -> Path:
     paths, split_spec = resolve_genome(fasta, split_spec)
+    if sharded:
+        outcome = build_sharded_store(paths, tokenizer_path, out_dir, split_spec, workers=workers, progress=progress)
+        if progress:
+            index = json.loads((Path(out_dir) / "index.json").read_text())
+            print(f"sharded token store: {index['n_tokens']:,} tokens in {len(index['shards'])} shards "
+                  f"(built {len(outcome['built'])}, kept {len(outcome['kept'])} valid) -> {out_dir}")
+        return Path(out_dir)
     genome = read_genome(paths, split_spec)
     tokenizer = load_tokenizer(tokenizer_path)
     out = build_store(genome, tokenizer, out_dir, split_spec=split_spec, overwrite=overwrite, progress=progress)

@@ -2,5 +2,7 @@
 
 from grover_jax.store.build import StoreBuildError, build_store
 from grover_jax.store.reader import GenomeInterval, StoreError, TokenStore
+from grover_jax.store.sharded import ShardedTokenStore, build_sharded_store
 
-__all__ = ["GenomeInterval", "StoreBuildError", "StoreError", "TokenStore", "build_store"]
+__all__ = ["GenomeInterval", "ShardedTokenStore", "StoreBuildError", "StoreError", "TokenStore", "build_sharded_store",
+           "build_store"]

@@ -25,6 +25,16 @@ class TokenStore:
     """A built store. `tokens` and `starts` are read-only memory maps: opening costs nothing and
     many processes share the page cache."""
 
+    def __new__(cls, path: str | Path):
+        # A sharded store's top-level index opens as a ShardedTokenStore (same interface), so every
+        # reader (pretraining, evaluation) takes either kind of store unchanged.
+        if cls is TokenStore:
+            from grover_jax.store.sharded import ShardedTokenStore, is_sharded_store
+
+            if is_sharded_store(path):
+                return super().__new__(ShardedTokenStore)
+        return super().__new__(cls)
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         index_path = self.path / "index.json"
