@@ -9,10 +9,14 @@ from grover_jax.store import StoreBuildError, StoreError
 from grover_jax.configuration import ConfigError
 from grover_jax.tokenizer import TokenizerFileError
 from grover_jax.train.checkpoint import CheckpointMismatchError
+from grover_jax.analysis import ANALYSES, AnalysisError
+from grover_jax.interop.errors import HfConversionError
+from grover_jax.pretrained import PretrainedError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     GenomeFormatError, SplitSpecError, TokenizerFileError, StoreError, StoreBuildError, ConfigError,
     CheckpointMismatchError, FetchError,
+    HfConversionError, AnalysisError, PretrainedError,
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
 )
 
@@ -75,7 +79,55 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
     run.add_argument("--stop-after", choices=["bpe", "store", "pretrain"], default=None,
                      help="stop after this stage")
+
+    export = stages.add_parser("export-hf", help="a run folder's checkpoint as a HuggingFace BertForMaskedLM folder")
+    export.add_argument("--checkpoint", required=True, help="pretraining run folder (or its checkpoints/)")
+    export.add_argument("--out", required=True, help="HF folder to write (config.json, model.safetensors, tokenizer)")
+    export.add_argument("--step", default="best", help="'best' (lowest valid loss), 'latest' or a step number")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    export.add_argument("--no-check", action="store_true", help="skip the PyTorch logits parity check")
+
+    import_hf = stages.add_parser("import-hf", help="a HuggingFace BERT MLM folder as a run folder (orbax checkpoint)")
+    import_hf.add_argument("--hf", required=True, help="HF folder: config.json, model.safetensors, tokenizer.json")
+    import_hf.add_argument("--out", required=True, help="run folder to write (config.json, tokenizer.json, checkpoints/)")
+    import_hf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    import_hf.add_argument("--no-check", action="store_true", help="skip the PyTorch logits parity check")
+
+    analyze = stages.add_parser("analyze", help="representation analyses of a model on a token store (PNG + CSV)")
+    analyze.add_argument("analysis", choices=ANALYSES)
+    analyze.add_argument("--checkpoint", required=True, help="pretraining run folder or HF BERT folder")
+    analyze.add_argument("--store", required=True, help="token store built with the model's tokenizer")
+    analyze.add_argument("--out", required=True, help="output folder for the PNG and CSV files")
+    analyze.add_argument("--repeats", help="repeats: RepeatMasker BED (default: the bundled hg19 rows)")
+    analyze.add_argument("--annotation", help="regions: folder with tss, exons, genes, hg19_repeats .bed.gz "
+                                              "(default: the bundled annotation)")
+    analyze.add_argument("--split", help="ambiguity: split whose windows are sampled (default: valid)")
+    analyze.add_argument("--windows", type=int, help="ambiguity: number of windows (default: 64)")
+    analyze.add_argument("--max-regions", type=int, help="regions: regions embedded (default: 4000)")
+    analyze.add_argument("--region-tokens", type=int, help="regions: tokens per region (default: 32)")
     return parser
+
+
+def _convert(args: argparse.Namespace) -> None:
+    """export-hf / import-hf, then the PyTorch logits parity check where torch is installed."""
+    from grover_jax.interop import hf
+    from grover_jax.pretrained import load_pretrained
+
+    if args.stage == "export-hf":
+        step = int(args.step) if args.step.isdigit() else args.step
+        pretrained = load_pretrained(args.checkpoint, step)
+        out = hf.export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path,
+                                  args.out, args.overwrite)
+        hf_dir = out
+    else:
+        out = hf.import_masked_lm(args.hf, args.out, args.overwrite)
+        pretrained = load_pretrained(out)
+        hf_dir = args.hf
+    print(f"{args.stage}: wrote {out}")
+    if not args.no_check:
+        difference = hf.check_parity(hf_dir, pretrained.params, pretrained.model_config, pretrained.tokenizer_path)
+        print("parity: torch/transformers not installed, skipped" if difference is None
+              else f"parity: max |PyTorch - Flax logits| = {difference:.3g} on real chr20 sequence")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +161,18 @@ def main(argv: list[str] | None = None) -> int:
 
             config = load_config(args.config, args.overrides)
             run_pipeline(args.workdir, args.fasta, args.splits, args.cycles, config, args.stop_after)
+        elif args.stage in ("export-hf", "import-hf"):
+            _convert(args)
+        elif args.stage == "analyze":
+            from grover_jax.analysis import run_analysis
+
+            options = {"repeats": {"repeats_bed": args.repeats}, "regions": {
+                "annotation_dir": args.annotation, "max_regions": args.max_regions,
+                "region_tokens": args.region_tokens}, "ambiguity": {"split": args.split, "n_windows": args.windows},
+            }.get(args.analysis, {})
+            csv_path = run_analysis(args.analysis, args.checkpoint, args.store, args.out,
+                                    **{k: v for k, v in options.items() if v is not None})
+            print(f"analysis {args.analysis}: {csv_path} (and PNG plots in {args.out})")
     except USER_ERRORS as error:
         print(f"grover: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,236 @@
+"""The Python API: load a model, tokenize, embed, predict, score variants.
+
+    import grover_jax
+    model = grover_jax.load("runs/default/pretrain")       # a run folder or an HF BERT folder
+    vectors = model.embed(["ACGT..."], pooling="mean")     # [n_sequences, hidden_size]
+
+Windowing rule of `embed` (any length): a sequence is tokenized whole, without special tokens,
+into n tokens (BPE tokens depend on their neighbours, so it is not cut before tokenizing). The ids
+are cut into consecutive non-overlapping chunks of W = max_position_embeddings − 2 tokens (the
+last may be shorter); each chunk is encoded alone as [CLS] chunk [SEP]; the per-token embeddings
+are the last hidden states of the chunks' tokens, concatenated in order ([CLS] and [SEP] rows
+dropped): an [n, hidden_size] array. pooling="mean" is the mean of those n rows. Tokens near a
+chunk edge therefore see context on one side only; that is the price of exact, non-overlapping
+tiling.
+
+Variant score (`variant_score(seq, pos, ref, alt)`, zero-shot): the reference sequence `seq` and
+the alternative (ref replaced by alt at 0-based `pos`) are tokenized whole. Tokens shared by both
+tokenizations as a common prefix and a common suffix are the context; the remaining tokens, R
+(reference) and A (alternative), cover the variant. Each of the two inputs is [CLS] prefix
+[MASK]×|R| (or ×|A|) suffix [SEP], all variant tokens masked at once, and the score is
+
+    log P(A) − log P(R) = Σ_i log p(A_i | context) − Σ_j log p(R_j | context)
+
+(natural log, each masked token scored independently, as in masked-marginal scoring of protein
+and DNA language models). Positive: the model prefers the alternative allele. When R and A differ
+in number of tokens the two sums have different numbers of terms; that is part of the definition
+(an allele that needs more tokens to spell is less likely). Context beyond W tokens in total is
+cut symmetrically around the variant.
+"""
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grover_jax.model import BertConfig
+from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
+from grover_jax.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, GenomeTokenizer, load_tokenizer
+
+
+@dataclasses.dataclass
+class Classifier:
+    """A fine-tuned sequence-classification head and the encoder it was tuned with."""
+
+    params: Any  # BertForSequenceClassification tree
+    num_labels: int
+    pooling: Literal["cls", "mean"] = "cls"
+
+
+def _bucket(length: int, limit: int) -> int:
+    """Padded length: the next power of two (≥ 16), at most `limit`; few shapes, few compiles."""
+    return min(limit, max(16, 1 << (length - 1).bit_length()))
+
+
+class GroverModel:
+    """A loaded encoder (with its MLM head and/or a classification head) and its tokenizer."""
+
+    def __init__(self, model_config: BertConfig, tokenizer: GenomeTokenizer, mlm_params: Any = None,
+                 classifier: Classifier | None = None, batch_size: int = 32):
+        if mlm_params is None and classifier is None:
+            raise ValueError("a GroverModel needs MLM parameters or a classifier")
+        self.model_config = model_config
+        self.tokenizer = tokenizer
+        self.mlm_params = mlm_params
+        self.classifier = classifier
+        self.batch_size = batch_size
+        encoder = mlm_params["bert"] if mlm_params is not None else classifier.params["bert"]
+        self.encoder_params = {k: v for k, v in encoder.items() if k != "pooler"}
+        self.window_tokens = model_config.max_position_embeddings - 2
+        encoder_model = BertModel(model_config)
+        self._hidden = jax.jit(lambda p, ids, mask: encoder_model.apply({"params": p}, ids, mask))
+        mlm_model = BertForMaskedLM(model_config)
+        self._log_probs = jax.jit(
+            lambda p, ids, mask: jax.nn.log_softmax(mlm_model.apply({"params": p}, ids, mask), axis=-1)
+        )
+        if classifier is not None:
+            head = BertForSequenceClassification(model_config, classifier.num_labels, classifier.pooling)
+            self._classify = jax.jit(lambda p, ids, mask: head.apply({"params": p}, ids, mask))
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model_config.hidden_size
+
+    def tokenize(self, sequence: str) -> list[str]:
+        """The sequence's BPE tokens (no special tokens)."""
+        return self.tokenizer.hf.encode(sequence, add_special_tokens=False).tokens
+
+    def token_ids(self, sequence: str) -> np.ndarray:
+        return np.asarray(self.tokenizer.encode(sequence, add_special_tokens=False), np.int32)
+
+    # -- embeddings ------------------------------------------------------------------------------
+
+    def _wrapped_batches(self, chunks: list[np.ndarray]):
+        """([CLS] chunk [SEP]) rows, padded, in batches of `batch_size` rows (padding rows too, so
+        every batch of a length bucket has one shape): yields (first chunk index, ids, mask)."""
+        for first in range(0, len(chunks), self.batch_size):
+            group = chunks[first : first + self.batch_size]
+            length = _bucket(max(len(c) for c in group) + 2, self.window_tokens + 2)
+            ids = np.full((self.batch_size, length), PAD_ID, np.int32)
+            mask = np.zeros((self.batch_size, length), np.int32)
+            for row, chunk in enumerate(group):
+                ids[row, : len(chunk) + 2] = [CLS_ID, *chunk, SEP_ID]
+                mask[row, : len(chunk) + 2] = 1
+            yield first, ids, mask
+
+    def embed_chunks(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        """Last hidden states of each id chunk (≤ W ids) encoded alone as [CLS] chunk [SEP],
+        without the [CLS]/[SEP] rows: one [len(chunk), hidden_size] float32 array per chunk."""
+        if any(len(c) > self.window_tokens or len(c) == 0 for c in chunks):
+            raise ValueError(f"chunks must hold 1..{self.window_tokens} token ids")
+        out: list[np.ndarray] = [None] * len(chunks)
+        for first, ids, mask in self._wrapped_batches(chunks):
+            hidden = np.asarray(self._hidden(self.encoder_params, ids, mask), np.float32)
+            for row in range(min(self.batch_size, len(chunks) - first)):
+                out[first + row] = hidden[row, 1 : 1 + len(chunks[first + row])]
+        return out
+
+    def embed(self, sequences: str | Sequence[str], pooling: Literal["tokens", "mean"] = "tokens"):
+        """Per-token ([n_tokens, hidden_size] per sequence) or mean-pooled ([n_sequences,
+        hidden_size]) embeddings; windowing rule in the module docstring. A single string gives
+        a single result."""
+        if pooling not in ("tokens", "mean"):
+            raise ValueError(f"pooling={pooling!r}: use 'tokens' or 'mean'")
+        single = isinstance(sequences, str)
+        sequences = [sequences] if single else list(sequences)
+        chunks, owners = [], []
+        for index, sequence in enumerate(sequences):
+            ids = self.token_ids(sequence)
+            if len(ids) == 0:
+                raise ValueError(f"sequence {index} is empty")
+            for start in range(0, len(ids), self.window_tokens):
+                chunks.append(ids[start : start + self.window_tokens])
+                owners.append(index)
+        pieces = self.embed_chunks(chunks)
+        per_sequence = [np.concatenate([p for p, o in zip(pieces, owners) if o == i]) for i in range(len(sequences))]
+        if pooling == "mean":
+            pooled = np.stack([tokens.mean(axis=0) for tokens in per_sequence])
+            return pooled[0] if single else pooled
+        return per_sequence[0] if single else per_sequence
+
+    # -- fine-tuned head -------------------------------------------------------------------------
+
+    def predict(self, sequences: str | Sequence[str]) -> np.ndarray:
+        """Logits [n_sequences, num_labels] of the fine-tuned head (softmax them for
+        probabilities), each sequence as [CLS] tokens [SEP]; at most W tokens per sequence."""
+        if self.classifier is None:
+            raise ValueError("this model has no fine-tuned classification head")
+        single = isinstance(sequences, str)
+        chunks = [self.token_ids(s) for s in ([sequences] if single else sequences)]
+        for index, chunk in enumerate(chunks):
+            if not 0 < len(chunk) <= self.window_tokens:
+                raise ValueError(f"sequence {index} has {len(chunk)} tokens; predict takes 1..{self.window_tokens}")
+        logits = []
+        for first, ids, mask in self._wrapped_batches(chunks):
+            batch = np.asarray(self._classify(self.classifier.params, ids, mask), np.float32)
+            logits.append(batch[: min(self.batch_size, len(chunks) - first)])
+        logits = np.concatenate(logits)
+        return logits[0] if single else logits
+
+    # -- zero-shot variant effect ----------------------------------------------------------------
+
+    def variant_inputs(self, sequence: str, pos: int, ref: str, alt: str):
+        """The two masked inputs of `variant_score`: ((ids_ref, masked positions, R), (ids_alt,
+        masked positions, A)), ids including [CLS]/[SEP]."""
+        if self.mlm_params is None:
+            raise ValueError("variant_score needs the MLM head (load a pretrained run or MLM folder)")
+        if not ref or sequence[pos : pos + len(ref)].upper() != ref.upper():
+            raise ValueError(f"ref {ref!r} does not match the sequence at {pos} "
+                             f"({sequence[pos : pos + len(ref)]!r})")
+        alt_sequence = sequence[:pos] + alt + sequence[pos + len(ref) :]
+        r, a = self.token_ids(sequence), self.token_ids(alt_sequence)
+        prefix = 0
+        while prefix < min(len(r), len(a)) and r[prefix] == a[prefix]:
+            prefix += 1
+        suffix = 0
+        while suffix < min(len(r), len(a)) - prefix and r[-1 - suffix] == a[-1 - suffix]:
+            suffix += 1
+        spans = r[prefix : len(r) - suffix], a[prefix : len(a) - suffix]
+        budget = self.window_tokens - max(len(s) for s in spans)
+        if budget < 0:
+            raise ValueError(f"the variant spans more than {self.window_tokens} tokens")
+        left = min(prefix, max(budget // 2, budget - suffix))
+        right = min(suffix, budget - left)
+        inputs = []
+        for ids, span in zip((r, a), spans):
+            context_left = ids[prefix - left : prefix]
+            context_right = ids[len(ids) - suffix : len(ids) - suffix + right]
+            row = np.concatenate([[CLS_ID], context_left, np.full(len(span), MASK_ID), context_right, [SEP_ID]])
+            positions = 1 + left + np.arange(len(span))
+            inputs.append((row.astype(np.int32), positions, span))
+        return tuple(inputs)
+
+    def variant_score(self, sequence: str, pos: int, ref: str, alt: str) -> float:
+        """log P(alt tokens) − log P(ref tokens), variant tokens masked (definition above)."""
+        (ref_ids, ref_positions, ref_span), (alt_ids, alt_positions, alt_span) = self.variant_inputs(
+            sequence, pos, ref, alt)
+        length = _bucket(max(len(ref_ids), len(alt_ids)), self.window_tokens + 2)
+        ids = np.full((2, length), PAD_ID, np.int32)
+        mask = np.zeros((2, length), np.int32)
+        for row, x in enumerate((ref_ids, alt_ids)):
+            ids[row, : len(x)] = x
+            mask[row, : len(x)] = 1
+        log_probs = np.asarray(self._log_probs(self.mlm_params, jnp.asarray(ids), jnp.asarray(mask)), np.float64)
+        ref_log_p = log_probs[0, ref_positions, ref_span].sum()
+        alt_log_p = log_probs[1, alt_positions, alt_span].sum()
+        return float(alt_log_p - ref_log_p)
+
+
+def load(path: str | Path, batch_size: int = 32) -> GroverModel:
+    """A pretraining run folder (its best checkpoint), an HF BertForMaskedLM folder, or an HF
+    BertForSequenceClassification folder (as `grover export-hf` / `export_classifier` write)."""
+    path = Path(path)
+    hf_config_path = path / "config.json"
+    is_hf = hf_config_path.exists() and "model_type" in json.loads(hf_config_path.read_text())
+    if not is_hf:
+        from grover_jax.pretrained import load_pretrained
+
+        pretrained = load_pretrained(path)
+        return GroverModel(pretrained.model_config, load_tokenizer(pretrained.tokenizer_path),
+                           mlm_params=pretrained.params, batch_size=batch_size)
+    from grover_jax.interop.hf import classifier_from_hf, masked_lm_from_hf
+
+    tokenizer = load_tokenizer(path / "tokenizer.json")
+    architectures = json.loads(hf_config_path.read_text()).get("architectures") or ["BertForMaskedLM"]
+    if architectures[0] == "BertForSequenceClassification":
+        params, cfg, num_labels = classifier_from_hf(path)
+        return GroverModel(cfg, tokenizer, classifier=Classifier(params, num_labels, "cls"), batch_size=batch_size)
+    params, cfg = masked_lm_from_hf(path)
+    return GroverModel(cfg, tokenizer, mlm_params=params, batch_size=batch_size)
