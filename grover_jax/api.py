@@ -50,6 +50,7 @@ class Classifier:
     params: Any  # BertForSequenceClassification tree
     num_labels: int
     pooling: Literal["cls", "mean"] = "cls"
+    class_names: list[str] | None = None
 
 
 def _bucket(length: int, limit: int) -> int:
@@ -214,9 +215,12 @@ class GroverModel:
 
 
 def load(path: str | Path, batch_size: int = 32) -> GroverModel:
-    """A pretraining run folder (its best checkpoint), an HF BertForMaskedLM folder, or an HF
-    BertForSequenceClassification folder (as `grover export-hf` / `export_classifier` write)."""
+    """A pretraining run folder (its best checkpoint), a `grover finetune --out` folder (the
+    fine-tuned encoder and head: embed and predict, no MLM head), an HF BertForMaskedLM folder, or
+    an HF BertForSequenceClassification folder (as `grover export-hf` / `export_classifier` write)."""
     path = Path(path)
+    if (path / "finetune.json").exists():
+        return _load_finetuned(path, batch_size)
     hf_config_path = path / "config.json"
     is_hf = hf_config_path.exists() and "model_type" in json.loads(hf_config_path.read_text())
     if not is_hf:
@@ -234,3 +238,13 @@ def load(path: str | Path, batch_size: int = 32) -> GroverModel:
         return GroverModel(cfg, tokenizer, classifier=Classifier(params, num_labels, "cls"), batch_size=batch_size)
     params, cfg = masked_lm_from_hf(path)
     return GroverModel(cfg, tokenizer, mlm_params=params, batch_size=batch_size)
+
+
+def _load_finetuned(path: Path, batch_size: int) -> GroverModel:
+    from grover_jax.programs.finetune import load_params
+
+    meta = json.loads((path / "finetune.json").read_text())
+    classifier = Classifier(load_params(path / "best" / "params.npz"), int(meta["num_classes"]),
+                            meta["config"]["model"]["pooling"], meta.get("class_names"))
+    return GroverModel(BertConfig(**meta["encoder"]), load_tokenizer(path / "tokenizer.json"),
+                       classifier=classifier, batch_size=batch_size)

@@ -1,0 +1,115 @@
+"""`grover analyze`: each analysis on the bundled real chr20 slice writes its plots and a CSV whose
+numbers are recomputed here independently."""
+
+import csv
+import gzip
+
+import numpy as np
+import pytest
+
+from grover_jax import bundled
+from grover_jax.cli import main
+from grover_jax.pretrained import load_pretrained
+from grover_jax.store import TokenStore
+from grover_jax.tokenizer import SPECIAL_TOKENS
+
+OPTIONS = {"tokens": [], "repeats": [], "ambiguity": ["--windows", "12"], "regions": ["--max-regions", "600"]}
+
+
+@pytest.fixture(scope="module")
+def analyses(pretrained_run, bundled_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analyses")
+    for name, options in OPTIONS.items():
+        code = main(["analyze", name, "--checkpoint", str(pretrained_run), "--store", str(bundled_store),
+                     "--out", str(out), *options])
+        assert code == 0
+    return out
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_analysis_writes_its_plots(analyses):
+    for png in ("tokens_pca.png", "token_correlations.png", "repeats.png", "ambiguity.png", "regions.png"):
+        assert (analyses / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_token_embedding_axes_correlate_with_frequency_as_recomputed(analyses, pretrained_run, bundled_store):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rows = read_csv(analyses / "token_correlations.csv")
+    assert list(rows[0]) == ["axis", "explained_variance", "property", "spearman_rho", "n_tokens"]
+    assert {r["property"] for r in rows} == {"log10_count", "gc", "ag", "length"}
+    assert all(np.isfinite(float(r["spearman_rho"])) and abs(float(r["spearman_rho"])) <= 1 for r in rows)
+    rho = {(r["axis"], r["property"]): float(r["spearman_rho"]) for r in rows}
+
+    # Independently: counts by np.unique over the store, PCA by eigendecomposition of the covariance.
+    store = TokenStore(bundled_store)
+    ids, counts = np.unique(np.asarray(store.tokens), return_counts=True)
+    id_to_token = store.tokenizer.id_to_token
+    keep = np.array([id_to_token[i] not in SPECIAL_TOKENS for i in ids])
+    ids, counts = ids[keep], counts[keep]
+    embedding = np.asarray(load_pretrained(pretrained_run).params["bert"]["embeddings"]["word_embeddings"]["embedding"],
+                           np.float64)[ids]
+    centred = embedding - embedding.mean(axis=0)
+    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
+    pc1 = centred @ eigenvectors[:, -1]
+    expected = scipy_stats.spearmanr(pc1, counts).statistic
+    assert int(rows[0]["n_tokens"]) == len(ids)
+    assert abs(rho[("pc1", "log10_count")]) == pytest.approx(abs(expected), abs=1e-6)
+    gc = [(id_to_token[i].count("G") + id_to_token[i].count("C")) / len(id_to_token[i]) for i in ids]
+    assert abs(rho[("pc1", "gc")]) == pytest.approx(abs(scipy_stats.spearmanr(pc1, gc).statistic), abs=1e-6)
+    explained = eigenvalues[-1] / eigenvalues.sum()
+    assert float(rows[0]["explained_variance"]) == pytest.approx(explained, rel=1e-4)
+
+
+def test_repeat_fractions_match_a_direct_count(analyses, bundled_store):
+    rows = read_csv(analyses / "repeats.csv")
+    assert list(rows[0]) == ["token_id", "token", "length", "occurrences", "in_repeat", "fraction_in_repeat",
+                             "enrichment"]
+    store = TokenStore(bundled_store)
+    assert sum(int(r["occurrences"]) for r in rows) == len(store)
+    assert all(0.0 <= float(r["fraction_in_repeat"]) <= 1.0 for r in rows)
+    # One 6+-mer, counted by brute force against the unmerged RepeatMasker rows.
+    row = max((r for r in rows if int(r["length"]) >= 6), key=lambda r: int(r["occurrences"]))
+    with gzip.open(bundled.annotation("hg19_repeats"), "rt") as handle:
+        repeats = [tuple(map(int, line.split("\t")[1:3])) for line in handle if not line.startswith("#")]
+    where = np.flatnonzero(np.asarray(store.tokens) == int(row["token_id"]))
+    middles = np.asarray(store.starts)[where].astype(np.int64) + int(row["length"]) // 2
+    starts, ends = np.array(repeats).T
+    inside = int(((starts <= middles[:, None]) & (middles[:, None] < ends)).any(axis=1).sum())
+    assert (int(row["occurrences"]), int(row["in_repeat"])) == (len(where), inside)
+
+
+def test_ambiguity_is_the_variance_of_contextual_embeddings(analyses, pretrained_run, bundled_store):
+    import grover_jax
+    from grover_jax.analysis.sampling import evenly_spaced_windows
+
+    rows = read_csv(analyses / "ambiguity.csv")
+    assert list(rows[0]) == ["token_id", "token", "length", "occurrences", "variance", "relative_variance",
+                             "mean_norm"]
+    assert all(int(r["occurrences"]) >= 10 and float(r["variance"]) >= 0 and 0 <= float(r["relative_variance"]) <= 1
+               for r in rows)
+    # Recompute one token's variance with np.var over the same 12 windows of the valid block.
+    model, store = grover_jax.load(pretrained_run), TokenStore(bundled_store)
+    starts = evenly_spaced_windows(store, ("valid",), model.window_tokens, 12)
+    windows = [store.window(int(s), model.window_tokens) for s in starts]
+    row = max(rows, key=lambda r: int(r["length"]))
+    vectors = np.concatenate([h[w == int(row["token_id"])] for w, h in zip(windows, model.embed_chunks(windows))])
+    assert len(vectors) == int(row["occurrences"])
+    assert float(row["variance"]) == pytest.approx(np.var(vectors, axis=0).mean(), rel=1e-3)
+
+
+def test_region_probes_are_scored_on_held_out_regions(analyses):
+    probes = read_csv(analyses / "probe.csv")
+    assert [p["features"] for p in probes] == ["embedding", "4-mer frequency"]
+    for probe in probes:
+        assert int(probe["n_train"]) == 300 and int(probe["n_test"]) == 300
+        assert 0.0 <= float(probe["accuracy"]) <= 1.0 and 0.0 <= float(probe["balanced_accuracy"]) <= 1.0
+    regions = read_csv(analyses / "regions.csv")
+    assert list(regions[0]) == ["chromosome", "start", "end", "split", "class", "pc1", "pc2"]
+    assert {r["class"] for r in regions} <= {"promoter", "exon", "repeat", "intron", "intergenic"}
+    assert {r["split"] for r in regions} == {"train", "valid", "test"}
+    # A region whose middle base is in a RepeatMasker row but near no TSS or exon is a repeat.
+    assert sum(r["class"] == "repeat" for r in regions) > 0.2 * len(regions)
