@@ -12,11 +12,12 @@ from grover_jax.train.checkpoint import CheckpointMismatchError
 from grover_jax.analysis import ANALYSES, AnalysisError
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.pretrained import PretrainedError
+from grover_jax.data.next_kmer import NextKmerError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     GenomeFormatError, SplitSpecError, TokenizerFileError, StoreError, StoreBuildError, ConfigError,
     CheckpointMismatchError, FetchError,
-    HfConversionError, AnalysisError, PretrainedError,
+    HfConversionError, AnalysisError, PretrainedError, NextKmerError,
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
 )
 
@@ -105,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--windows", type=int, help="ambiguity: number of windows (default: 64)")
     analyze.add_argument("--max-regions", type=int, help="regions: regions embedded (default: 4000)")
     analyze.add_argument("--region-tokens", type=int, help="regions: tokens per region (default: 32)")
+    next_kmer = stages.add_parser("next-kmer", help="fine-tune to predict the k bases after a window (GROVER's task)")
+    next_kmer.add_argument("--checkpoint", required=True, help="pretraining run folder (or its checkpoints/)")
+    next_kmer.add_argument("--store", help="token store (default: the one the run was trained on)")
+    next_kmer.add_argument("--k", type=int, nargs="+", help="k values (default: the config's, 2 3 4 5 6)")
+    next_kmer.add_argument("--out", required=True, help="folder for next_kmer.json / next_kmer.md")
+    next_kmer.add_argument("--config", default="next_kmer", help="configs/*.py file or bundled config name")
+    next_kmer.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
+
+    select = stages.add_parser("select-vocab", help="GROVER's vocabulary selection: BPE cycles and k-mers compared "
+                                                    "by next-k-mer accuracy (resumable)")
+    _add_genome_args(select)
+    select.add_argument("--workdir", required=True, help="sweep folder: arms/<name>/, selection.{csv,md,png}")
+    select.add_argument("--config", default="select_vocab", help="configs/*.py (e.g. configs/select_vocab.py:quick)")
+    select.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
     return parser
 
 
@@ -173,6 +188,19 @@ def main(argv: list[str] | None = None) -> int:
             csv_path = run_analysis(args.analysis, args.checkpoint, args.store, args.out,
                                     **{k: v for k, v in options.items() if v is not None})
             print(f"analysis {args.analysis}: {csv_path} (and PNG plots in {args.out})")
+        elif args.stage == "next-kmer":
+            from grover_jax.configuration import load_config
+            from grover_jax.programs.next_kmer import run_next_kmer
+
+            config = load_config(args.config, args.overrides)
+            if args.k:
+                config.next_kmer.ks = tuple(args.k)
+            run_next_kmer(args.checkpoint, args.out, config, args.store)
+        elif args.stage == "select-vocab":
+            from grover_jax.configuration import load_config
+            from grover_jax.programs.select_vocab import select_vocabulary
+
+            select_vocabulary(args.workdir, load_config(args.config, args.overrides), args.fasta, args.splits)
     except USER_ERRORS as error:
         print(f"grover: error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ characters (N, IUPAC codes) as one [UNK], and applies the merges by rank over ea
 same tokens as replaying the cycles on that run. Decoding concatenates the tokens.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -20,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from grover_jax.genome.genome import BASES
+from grover_jax.genome.genome import BASE_CODE, BASES
 from grover_jax.tokenizer.bpe import BpeResult, replay_merges
+from grover_jax.tokenizer.kmer import encode_contigs_kmer, kmer_size
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
@@ -54,16 +56,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def save_vocabulary(result: BpeResult, out_dir: str | Path, provenance: dict | None = None) -> Path:
-    """Write tokenizer.json (+ the transformers configs), the merge table with each merge's
-    frequency, and a summary. Each file is written to a temporary name and renamed."""
+def write_tokenizer_files(tokenizer: Tokenizer, out_dir: str | Path) -> Path:
+    """tokenizer.json plus the transformers configs that let `AutoTokenizer` load the folder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    for token in result.tokens:
-        vocab[token] = len(vocab)
-    merges = [(m.left, m.right) for m in result.merges]
-    tokenizer = build_hf_tokenizer(vocab, merges)
     _atomic_write(out_dir / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
     _atomic_write(out_dir / "tokenizer_config.json", json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -74,6 +70,18 @@ def save_vocabulary(result: BpeResult, out_dir: str | Path, provenance: dict | N
     _atomic_write(out_dir / "special_tokens_map.json", json.dumps({
         "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
     }, indent=2))
+    return out_dir / TOKENIZER_FILE
+
+
+def save_vocabulary(result: BpeResult, out_dir: str | Path, provenance: dict | None = None) -> Path:
+    """Write tokenizer.json (+ the transformers configs), the merge table with each merge's
+    frequency, and a summary. Each file is written to a temporary name and renamed."""
+    out_dir = Path(out_dir)
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for token in result.tokens:
+        vocab[token] = len(vocab)
+    merges = [(m.left, m.right) for m in result.merges]
+    write_tokenizer_files(build_hf_tokenizer(vocab, merges), out_dir)
     rows = ["cycle\tleft\tright\ttoken\ttoken_id\tpair_count\tmerged"]
     rows += [f"{c + 1}\t{m.left}\t{m.right}\t{m.token}\t{vocab[m.token]}\t{m.count}\t{m.merged}"
              for c, m in enumerate(result.merges)]
@@ -101,6 +109,7 @@ class GenomeTokenizer:
     vocab: dict[str, int]
     merges: list[tuple[str, str]]
     sha256: str
+    kmer: int | None = None  # k of a fixed k-mer vocabulary (tokenizer/kmer.py); None for BPE
 
     @property
     def vocab_size(self) -> int:
@@ -118,9 +127,22 @@ class GenomeTokenizer:
         """Bases per token id (0 for special tokens)."""
         return np.array([0 if t in SPECIAL_TOKENS else len(t) for t in self.id_to_token], dtype=np.int32)
 
+    @functools.cached_property
+    def token_codes(self) -> np.ndarray:
+        """Every token's bases as codes 0-3, concatenated in id order (see token_code_offsets)."""
+        spelled = "".join("" if t in SPECIAL_TOKENS else t for t in self.id_to_token)
+        return BASE_CODE[np.frombuffer(spelled.encode(), np.uint8)]
+
+    @functools.cached_property
+    def token_code_offsets(self) -> np.ndarray:
+        """Where token id i's bases start in `token_codes`."""
+        return np.concatenate([[0], np.cumsum(self.token_lengths)[:-1]]).astype(np.int64)
+
     def encode_contigs(self, contigs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Tokenize whole contigs (base codes 0-3) with the compiled replay: per contig (ids,
         offset of each token's first base). Equal to `self.hf` on the same sequence."""
+        if self.kmer is not None:
+            return encode_contigs_kmer(contigs, self.kmer, len(SPECIAL_TOKENS))
         return replay_merges(contigs, self.vocab, self.merges)
 
     def encode(self, sequence: str, add_special_tokens: bool = True) -> list[int]:
@@ -142,11 +164,14 @@ def load_tokenizer(path: str | Path) -> GenomeTokenizer:
         spec = json.loads(raw)
         model = spec["model"]
         vocab = {str(k): int(v) for k, v in model["vocab"].items()}
-        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        kmer = kmer_size(spec)
+        merges = [] if kmer else [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
         hf = Tokenizer.from_str(raw.decode("utf-8"))
     except (ValueError, KeyError, TypeError) as error:
-        raise TokenizerFileError(f"{path}: not a BPE tokenizer.json ({error})") from None
+        raise TokenizerFileError(f"{path}: not a BPE or k-mer tokenizer.json ({error})") from None
     missing = [b for b in BASES if b not in vocab]
     if missing:
         raise TokenizerFileError(f"{path}: the vocabulary lacks the base token(s) {', '.join(missing)}")
-    return GenomeTokenizer(path, hf, vocab, merges, hashlib.sha256(raw).hexdigest())
+    if kmer and [vocab.get(t) for t in SPECIAL_TOKENS] != list(range(len(SPECIAL_TOKENS))):
+        raise TokenizerFileError(f"{path}: a k-mer vocabulary must start with {', '.join(SPECIAL_TOKENS)}")
+    return GenomeTokenizer(path, hf, vocab, merges, hashlib.sha256(raw).hexdigest(), kmer)
