@@ -178,3 +178,20 @@ def test_compact_learner_peak_memory_is_its_2_byte_tokens():
     the linked learner, for contrast, adds > 20 (measured ~27)."""
     assert _learning_peak_bytes_per_base("compact") < 0.5
     assert _learning_peak_bytes_per_base("linked") > 20
+
+
+def test_whole_genome_engine_reads_files_one_at_a_time_and_learns_the_same_vocabulary(bundled_genome, tmp_path):
+    """`grover bpe --engine compact` on three real slices in three files (train split only, a valid
+    block held out) writes the same tokenizer.json and merges.tsv as the default engine."""
+    from grover_jax.programs.vocabulary import learn_vocabulary
+    from tests.conftest import write_fasta
+
+    files = [
+        str(write_fasta(tmp_path / f"slice{i}.fa", [(f"chr20:{s + 1}-{e}", bundled_genome.bases("chr20", s, e))]))
+        for i, (s, e) in enumerate([(33_000_000, 33_300_000), (34_000_000, 34_200_000), (36_000_000, 36_100_000)])
+    ]
+    splits = "valid=chr20:34000001-34050000"
+    for engine in ("linked", "compact"):
+        learn_vocabulary(files, tmp_path / engine, cycles=200, split_spec=splits, engine=engine, progress=False)
+    for name in ("tokenizer.json", "merges.tsv"):
+        assert (tmp_path / "linked" / name).read_text() == (tmp_path / "compact" / name).read_text()

@@ -105,3 +105,23 @@ def test_an_interrupted_shard_build_leaves_no_valid_looking_shard(genome_files, 
         TokenStore(leftover)
     outcome = build_sharded_store(paths, tokenizer, out, SPLITS, workers=1, progress=False)
     assert len(outcome["built"]) == 3 and len(TokenStore(out)) > 0
+
+
+def test_grover_store_sharded_takes_a_folder_of_fasta_files(genome_files, tmp_path, capsys):
+    from grover_jax.cli import main
+
+    paths, tokenizer, single_dir = genome_files
+    folder = str(tmp_path / "genome")
+    shutil.copytree(str(paths[0].rsplit("/", 1)[0]), folder, ignore=shutil.ignore_patterns("vocab", "single"))
+    assert main(["store", "--sharded", "--workers", "2", "--fasta", folder, "--splits", SPLITS,
+                 "--tokenizer", str(tokenizer), "--out", str(tmp_path / "sharded")]) == 0
+    assert "3 shards (built 3, kept 0 valid)" in capsys.readouterr().out
+    assert np.array_equal(np.asarray(TokenStore(single_dir).tokens), np.asarray(TokenStore(tmp_path / "sharded").tokens))
+
+
+def test_low_memory_replay_builds_the_same_store(genome_files, tmp_path):
+    paths, tokenizer, single_dir = genome_files
+    genome = read_genome(paths, SPLITS)
+    build_store(genome, load_tokenizer(tokenizer), tmp_path / "low", split_spec=SPLITS, progress=False, low_memory=True)
+    for field in ("tokens", "starts"):
+        assert np.array_equal(np.load(single_dir / f"{field}.npy"), np.load(tmp_path / "low" / f"{field}.npy"))
