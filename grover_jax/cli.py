@@ -13,11 +13,13 @@ from grover_jax.analysis import ANALYSES, AnalysisError
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.pretrained import PretrainedError
 from grover_jax.data.next_kmer import NextKmerError
+from grover_jax.data.tasks import FinetuneError, TaskDataError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     GenomeFormatError, SplitSpecError, TokenizerFileError, StoreError, StoreBuildError, ConfigError,
     CheckpointMismatchError, FetchError,
     HfConversionError, AnalysisError, PretrainedError, NextKmerError,
+    TaskDataError, FinetuneError,
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
 )
 
@@ -120,6 +122,32 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--workdir", required=True, help="sweep folder: arms/<name>/, selection.{csv,md,png}")
     select.add_argument("--config", default="select_vocab", help="configs/*.py (e.g. configs/select_vocab.py:quick)")
     select.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
+
+    finetune = stages.add_parser("finetune", help="fine-tune a pretrained encoder on prom300, promscan, ctcf or "
+                                                  "your labelled sequences; test metrics with bootstrap intervals")
+    finetune.add_argument("--checkpoint", required=True, help="pretraining run folder (or its checkpoints/)")
+    finetune.add_argument("--task", default=None,
+                          help="prom300 | promscan | ctcf | a CSV file (sequence,label[,split]); "
+                               "with --bed: your FASTA + BED of labelled intervals")
+    finetune.add_argument("--out", required=True, help="folder for results.{json,md}, best/params.npz")
+    finetune.add_argument("--fasta", nargs="+", help="genome for the tasks (default: the bundled chr20 slice)")
+    finetune.add_argument("--annotation", help="folder with tss.bed.gz / CTCF.bed.gz (default: bundled)")
+    finetune.add_argument("--bed", help="BED of labelled intervals (label in column 4) on --fasta")
+    finetune.add_argument("--baselines", action="store_true",
+                          help="also train a k-mer logistic regression and a small CNN on the same splits")
+    finetune.add_argument("--config", default="finetune", help="configs/*.py file or bundled config name")
+    finetune.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
+
+    predict = stages.add_parser("predict", help="score sequences with a fine-tuned model (TSV), or scan long "
+                                                "sequences with --scan (bedGraph)")
+    predict.add_argument("--checkpoint", required=True, help="a `grover finetune --out` folder")
+    predict.add_argument("--fasta", nargs="+", required=True, help="sequences to score, or the genome of --bed")
+    predict.add_argument("--bed", help="score (or scan) these intervals of --fasta instead of whole records")
+    predict.add_argument("--out", required=True, help="output TSV, or bedGraph with --scan")
+    predict.add_argument("--scan", action="store_true", help="slide a window along each sequence")
+    predict.add_argument("--window", type=int, default=300, help="scan window in bp")
+    predict.add_argument("--stride", type=int, default=50, help="scan stride in bp")
+    predict.add_argument("--batch-size", type=int, default=64)
     return parser
 
 
@@ -201,6 +229,19 @@ def main(argv: list[str] | None = None) -> int:
             from grover_jax.programs.select_vocab import select_vocabulary
 
             select_vocabulary(args.workdir, load_config(args.config, args.overrides), args.fasta, args.splits)
+        elif args.stage == "finetune":
+            from grover_jax.configuration import load_config
+            from grover_jax.programs.finetune import finetune, task_overrides
+
+            config = load_config(args.config, args.overrides)
+            task_overrides(config, args.task, args.fasta, args.annotation, args.bed)
+            finetune(config, args.checkpoint, args.out, baselines=args.baselines)
+        elif args.stage == "predict":
+            from grover_jax.programs.finetune import predict_regions
+
+            out = predict_regions(args.checkpoint, args.fasta, args.bed, args.out, args.scan, args.window,
+                                  args.stride, args.batch_size)
+            print(f"predict: {out}")
     except USER_ERRORS as error:
         print(f"grover: error: {error}", file=sys.stderr)
         return 2
