@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +33,13 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
+from grover_jax.configuration import ConfigError
 from grover_jax.data.tasks.builders import TaskSpec, prepare_task
 from grover_jax.data.tasks.errors import FinetuneError, TaskDataError
 from grover_jax.evaluation import METRICS, bootstrap_intervals, classification_metrics
 from grover_jax.model import BertConfig, BertForSequenceClassification
 from grover_jax.parallel import make_mesh, replicated, shard_batch
-from grover_jax.pretrained import load_pretrained
+from grover_jax.pretrained import load_pretrained, run_folder
 from grover_jax.tokenizer import GenomeTokenizer, load_tokenizer
 from grover_jax.train import create_train_state, weight_decay_mask
 
@@ -128,7 +130,7 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array, *, class_weights
         return weighted_loss(logits_BxK, batch, class_weights_K)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    return state.apply_gradients(grads=grads), {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return state.apply_gradients(grads=grads), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
 def probabilities_step(params: Any, batch: Batch, *, apply_fn: ApplyFn) -> jax.Array:
@@ -179,6 +181,8 @@ def fit(state: TrainState, train: dict[str, np.ndarray], valid: dict[str, np.nda
         selection_metric: str, weighted: bool, seed: int, mesh, on_best: Callable[[Any], None] | None = None,
         log: Callable[[str], None] = print) -> FitResult:
     """Train with early stopping on valid `selection_metric`; returns the best parameters."""
+    if selection_metric not in METRICS:
+        raise ConfigError(f"train.selection_metric={selection_metric!r}: use one of {', '.join(METRICS)}")
     started = time.time()
     weights_K = jnp.asarray(class_weights(train["labels"], num_classes, weighted))
     step_fn = jax.jit(lambda s, b, r: train_step(s, b, r, class_weights_K=weights_K), donate_argnums=0)
@@ -191,24 +195,27 @@ def fit(state: TrainState, train: dict[str, np.ndarray], valid: dict[str, np.nda
     best = {"score": -math.inf, "params": None, "step": 0, "metrics": {}}
     history, waited, step = [], 0, 0
     losses = []
+    total_steps = steps_per_epoch * max_epochs
     for epoch in range(max_epochs):
         order = np.random.default_rng([seed, epoch]).permutation(n_train)
         for batch, _ in batches(train, batch_size, order):
             state, metrics = step_fn(state, shard_batch(batch, mesh), rng)
             step += 1
             losses.append(metrics["loss"])
-            if step % eval_every:
+            if step % eval_every and step != total_steps:
                 continue
             probabilities = predict_probabilities(predict, state.params, valid_inputs, batch_size, mesh)
             valid_metrics = classification_metrics(valid["labels"], probabilities)
             score = valid_metrics[selection_metric]
+            score = -math.inf if math.isnan(score) else score
             train_loss = float(np.mean(jax.device_get(losses)))
             losses = []
             history.append({"step": step, "epoch": epoch + 1, "train_loss": train_loss,
                             **{f"valid_{k}": v for k, v in valid_metrics.items()}})
             log(f"step {step} epoch {epoch + 1}: train loss {train_loss:.4f}, valid "
                 + ", ".join(f"{k} {v:.3f}" for k, v in valid_metrics.items()))
-            if score > best["score"]:
+            # The first evaluation is always kept, so a run that never improves still has a best.
+            if score > best["score"] or best["params"] is None:
                 best = {"score": score, "params": jax.device_get(state.params), "step": step,
                         "metrics": valid_metrics}
                 waited = 0
@@ -315,10 +322,12 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
              baselines: bool = False, log: Callable[[str], None] = print) -> dict:
     """Fine-tune the encoder of pretraining run `checkpoint` on `config.task`; results in `out`."""
     out = Path(out)
+    # The task first: bad data stops the run before any model is read.
+    tokenizer_path = run_folder(checkpoint) / "tokenizer.json"
+    spec = task_spec(config.task, tokenizer_path, config.seed)
+    data = prepare_task(spec, config.task.data_dir)
     pretrained = load_pretrained(checkpoint)
     tokenizer = load_tokenizer(pretrained.tokenizer_path)
-    spec = task_spec(config.task, pretrained.tokenizer_path, config.seed)
-    data = prepare_task(spec, config.task.data_dir)
     num_classes = len(data.class_names)
     log(f"task {spec.task} ({spec.source}) from {data.data_dir}: labels {data.report['labels']}")
 
@@ -418,12 +427,18 @@ def load_finetuned(ft_dir: str | Path) -> tuple[dict, GenomeTokenizer, Callable[
 
 def score_sequences(sequences: list[str], meta: dict, tokenizer: GenomeTokenizer, predict: Callable,
                     batch_size: int = 64) -> np.ndarray:
-    """[N, K] class probabilities, sequences encoded as in fine-tuning."""
-    ids, mask, _ = encode(sequences, tokenizer, meta["encoder"]["max_position_embeddings"])
+    """[N, K] class probabilities, sequences encoded as in fine-tuning (at most the encoder's
+    positions; a warning counts longer sequences, which are scored on their first tokens)."""
+    if not sequences:
+        return np.zeros((0, meta["num_classes"]))
+    ids, mask, truncated = encode(sequences, tokenizer, meta["encoder"]["max_position_embeddings"])
+    if truncated:
+        print(f"grover: warning: {truncated} of {len(sequences)} sequences are longer than {ids.shape[1]} "
+              "tokens and were scored on their first tokens; use --scan for long sequences", file=sys.stderr)
     out = []
     for batch, n in batches({"input_ids": ids, "attention_mask": mask}, batch_size, np.arange(len(ids))):
         out.append(np.asarray(predict({k: jnp.asarray(v) for k, v in batch.items()}))[:n])
-    return np.concatenate(out) if out else np.zeros((0, meta["num_classes"]))
+    return np.concatenate(out)
 
 
 def predict_regions(ft_dir: str | Path, fasta: list[str], bed: str | None, out: str | Path, scan: bool,
