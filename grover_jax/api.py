@@ -139,8 +139,10 @@ class GroverModel:
             for start in range(0, len(ids), self.window_tokens):
                 chunks.append(ids[start : start + self.window_tokens])
                 owners.append(index)
-        pieces = self.embed_chunks(chunks)
-        per_sequence = [np.concatenate([p for p, o in zip(pieces, owners) if o == i]) for i in range(len(sequences))]
+        grouped: list[list[np.ndarray]] = [[] for _ in sequences]
+        for owner, piece in zip(owners, self.embed_chunks(chunks)):
+            grouped[owner].append(piece)
+        per_sequence = [np.concatenate(pieces) for pieces in grouped]
         if pooling == "mean":
             pooled = np.stack([tokens.mean(axis=0) for tokens in per_sequence])
             return pooled[0] if single else pooled

@@ -119,8 +119,9 @@ def test_a_finetune_folder_predicts_as_the_finetune_program_does(pretrained_run,
     pretrained = load_pretrained(pretrained_run)
     classifier = make_classifier(pretrained.config.model, pretrained.model_config.vocab_size, 2, "mean")
     ids = np.full((1, 8), 7, np.int32)
-    params = nn.unbox(classifier.init(jax.random.key(0), ids, np.ones_like(ids))["params"])
-    params["classifier"]["bias"] = np.array([0.3, -0.3], np.float32)
+    shapes = nn.unbox(jax.eval_shape(classifier.init, jax.random.key(0), ids, ids)["params"])
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: rng.normal(0.0, 0.2, s.shape).astype(np.float32), shapes)
     finetune.save_params(params, tmp_path / "best" / "params.npz")
     (tmp_path / "tokenizer.json").write_bytes(pretrained.tokenizer_path.read_bytes())
     (tmp_path / "finetune.json").write_text(json.dumps({
@@ -130,7 +131,8 @@ def test_a_finetune_folder_predicts_as_the_finetune_program_does(pretrained_run,
     model = grover_jax.load(tmp_path)
     sequences = [chr20[2_000_000:2_000_300], chr20[2_100_000:2_100_120]]
     logits = model.predict(sequences)
-    expected = [np.asarray(classifier.apply({"params": params}, np.array([i]), np.ones((1, len(i)), np.int32)))[0]
+    apply = jax.jit(classifier.apply)
+    expected = [np.asarray(apply({"params": params}, np.array([i]), np.ones((1, len(i)), np.int32)))[0]
                 for i in (model.tokenizer.encode(s) for s in sequences)]
     np.testing.assert_allclose(logits, np.stack(expected), atol=1e-5)
     assert model.classifier.class_names == ["background", "promoter"]

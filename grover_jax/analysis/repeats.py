@@ -34,11 +34,12 @@ def occurrences_in_repeats(store: TokenStore, repeats: dict[str, np.ndarray]) ->
 
 
 def analyze_repeats(model: GroverModel, store: TokenStore, out: Path,
-                    repeats_bed: str | Path = bundled.annotation("hg19_repeats")) -> Path:
-    """repeats.csv (per token: occurrences, inside repeats, fraction, enrichment) and repeats.png."""
+                    repeats_bed: str | Path | None = None) -> Path:
+    """repeats.csv (per token: occurrences, inside repeats, fraction, enrichment) and repeats.png;
+    `repeats_bed` defaults to the bundled hg19 RepeatMasker rows."""
     import matplotlib.pyplot as plt
 
-    total, inside = occurrences_in_repeats(store, read_bed(repeats_bed))
+    total, inside = occurrences_in_repeats(store, read_bed(repeats_bed or bundled.annotation("hg19_repeats")))
     background = inside.sum() / max(total.sum(), 1)
     id_to_token = model.tokenizer.id_to_token
     ids = np.array([i for i, t in enumerate(id_to_token) if t not in SPECIAL_TOKENS and total[i] > 0])

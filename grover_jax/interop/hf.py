@@ -441,7 +441,10 @@ def logits_parity(hf_dir: str | Path, params: Any, model_config: BertConfig, tok
     with torch.no_grad():
         torch_logits = hf(input_ids=torch.from_numpy(ids).long(),
                           attention_mask=torch.from_numpy(mask).long()).logits.numpy()
-    flax_logits = np.asarray(flax_model.apply({"params": params}, ids, mask))
+    # Full float32 matmuls: on GPUs/TPUs XLA's default precision (TF32/bf16 passes) alone would
+    # exceed the tolerance against PyTorch's float32 CPU logits.
+    with jax.default_matmul_precision("highest"):
+        flax_logits = np.asarray(jax.jit(flax_model.apply)({"params": params}, ids, mask))
     if flax_logits.ndim == 3:  # padded positions' logits are not part of the model's answer
         real = mask.astype(bool)
         return float(np.abs(torch_logits[real] - flax_logits[real]).max())
