@@ -1,0 +1,106 @@
+"""`grover finetune` / `grover predict` on a real task slice (Prom300 of the bundled chr20 slice),
+starting from the shared tiny pretrained run."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grover_jax.cli import main
+from grover_jax.configuration import load_config
+from grover_jax.data.tasks import FinetuneError
+from grover_jax.programs.finetune import (
+    class_weights,
+    finetune,
+    load_params,
+    predict_regions,
+    weighted_loss,
+)
+
+# Few epochs of a 64-wide model: seconds per epoch on 2 cores.
+QUICK = ["train.max_epochs=12", "train.patience=4", "train.learning_rate=1e-3", "eval.bootstrap=200"]
+
+
+@pytest.fixture(scope="module")
+def prom300_run(tmp_path_factory, pretrained_run):
+    root = tmp_path_factory.mktemp("finetune")
+    config = load_config("finetune", QUICK + [f"task.data_dir={root / 'tasks'}"])
+    results = finetune(config, pretrained_run, root / "ft", log=lambda _: None)
+    return root, config, results
+
+
+def test_finetuned_model_beats_the_majority_class_on_prom300(prom300_run):
+    _, _, results = prom300_run
+    grover = results["models"]["GROVER-jax (cls pooling)"]["test"]["metrics"]
+    majority = results["models"]["majority class"]["test"]["metrics"]
+    assert results["task"]["test_examples"] >= 40
+    assert grover["accuracy"] > majority["accuracy"]
+    assert grover["mcc"] > majority["mcc"] == 0.0
+    assert grover["auroc"] > 0.5
+
+
+def test_finetuning_is_reproducible_from_the_seed(prom300_run, pretrained_run):
+    root, _, _ = prom300_run
+    # Two short runs (3 epochs) from the same seed: same metrics, same best parameters.
+    config = load_config("finetune", [*QUICK, "train.max_epochs=3", f"task.data_dir={root / 'tasks'}"])
+    first = finetune(config, pretrained_run, root / "short_1", log=lambda _: None)
+    second = finetune(config, pretrained_run, root / "short_2", log=lambda _: None)
+
+    def without_timing(models):
+        return {name: {k: v for k, v in entry.items() if k != "seconds"} for name, entry in models.items()}
+
+    assert without_timing(first["models"]) == without_timing(second["models"])
+    params_1 = load_params(root / "short_1" / "best" / "params.npz")
+    params_2 = load_params(root / "short_2" / "best" / "params.npz")
+    assert all(np.array_equal(params_1["classifier"][k], params_2["classifier"][k]) for k in params_1["classifier"])
+
+
+def test_results_files_hold_every_metric_with_intervals(prom300_run):
+    root, _, _ = prom300_run
+    saved = json.loads((root / "ft" / "results.json").read_text())
+    for entry in saved["models"].values():
+        for metric in ("accuracy", "f1", "mcc", "auroc", "auprc"):
+            low, high = entry["test"]["ci"][metric]
+            assert low <= entry["test"]["metrics"][metric] <= high
+    table = (root / "ft" / "results.md").read_text()
+    assert "| GROVER-jax (cls pooling) |" in table and "| majority class |" in table
+
+
+def test_predict_scores_sequences_and_scans_a_bedgraph(prom300_run, bundled_slice_fasta, tmp_path):
+    root, _, _ = prom300_run
+    tsv = predict_regions(root / "ft", [str(bundled_slice_fasta)], None, tmp_path / "scores.tsv", False, 0, 0)
+    header, row = tsv.read_text().splitlines()
+    assert header.split("\t") == ["name", "chrom", "start", "end", "strand", "p_shuffled", "p_promoter"]
+    assert row.split("\t")[:4] == ["chr20:33000001-33300000", "chr20", "33000000", "33300000"]
+    bed = tmp_path / "regions.bed"
+    bed.write_text("chr20\t33000000\t33002000\tfirst\nchr20\t33100000\t33101000\tsecond\n")
+    code = main(["predict", "--checkpoint", str(root / "ft"), "--fasta", str(bundled_slice_fasta),
+                 "--bed", str(bed), "--scan", "--window", "300", "--stride", "50", "--out", str(tmp_path / "s.bedGraph")])
+    assert code == 0
+    lines = (tmp_path / "s.bedGraph").read_text().splitlines()
+    assert lines[0].startswith("track type=bedGraph")
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == (2000 - 300) // 50 + 1 + (1000 - 300) // 50 + 1
+    starts = [int(r[1]) for r in rows]
+    assert all(int(r[2]) - int(r[1]) == 50 and 0.0 <= float(r[3]) <= 1.0 for r in rows)
+    assert starts[0] == 33_000_000 + 150 - 25 and starts == sorted(starts)
+
+
+def test_predict_refuses_a_folder_that_is_not_a_finetuning_run(tmp_path, capsys):
+    with pytest.raises(FinetuneError, match="not a fine-tuning folder"):
+        predict_regions(tmp_path, ["x.fa"], None, tmp_path / "out.tsv", False, 0, 0)
+    assert main(["predict", "--checkpoint", str(tmp_path), "--fasta", "x.fa", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_class_weighted_loss_counts_each_class_equally():
+    labels = np.array([0, 0, 0, 1])
+    weights = class_weights(labels, 2, weighted=True)
+    np.testing.assert_allclose(weights, [4 / 6, 4 / 2])
+    logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.0]])
+    batch = {"labels": jnp.asarray(labels), "weights": jnp.array([1.0, 1.0, 1.0, 0.0])}  # last row is padding
+    nll = -np.log(np.exp(np.asarray(logits))[np.arange(4), labels] / np.exp(np.asarray(logits)).sum(axis=1))
+    expected = (weights[0] * nll[:3].sum()) / (3 * weights[0])
+    assert float(weighted_loss(logits, batch, jnp.asarray(weights))) == pytest.approx(expected, rel=1e-6)
+    assert np.array_equal(class_weights(labels, 2, weighted=False), [1.0, 1.0])
