@@ -117,6 +117,26 @@ def test_import_hf_refuses_a_mismatched_folder_in_one_line(exported, tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
+def test_import_drops_what_hf_drops_and_refuses_an_untied_decoder(pretrained):
+    """A pytorch_model.bin of BertForPreTraining era: tied decoder copies, pooler, NSP head,
+    position_ids buffer, LayerNorm gamma/beta names."""
+    state = hf.flax_to_hf(pretrained.params)
+    words = state["bert.embeddings.word_embeddings.weight"]
+    old_style = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+                 for k, v in state.items()}
+    old_style.update({
+        "cls.predictions.decoder.weight": words.copy(),
+        "cls.predictions.decoder.bias": state["cls.predictions.bias"].copy(),
+        "bert.pooler.dense.weight": np.zeros((64, 64), np.float32), "bert.pooler.dense.bias": np.zeros(64, np.float32),
+        "cls.seq_relationship.weight": np.zeros((2, 64), np.float32),
+        "bert.embeddings.position_ids": np.arange(128)[None],
+    })
+    assert_same_tree(hf.hf_to_flax(old_style, pretrained.params), pretrained.params)
+    old_style["cls.predictions.decoder.weight"] = words + 1.0
+    with pytest.raises(HfConversionError, match="untied MLM decoder"):
+        hf.hf_to_flax(old_style, pretrained.params)
+
+
 def test_classifier_exports_as_bert_for_sequence_classification(pretrained, tmp_path):
     pytest.importorskip("torch", reason="parity needs torch")
     pytest.importorskip("transformers", reason="parity needs transformers")

@@ -326,10 +326,11 @@ def export_classifier(params: Any, model_config: ml_collections.ConfigDict | Ber
             f"pooling={pooling!r}: HF BertForSequenceClassification classifies the pooled [CLS] "
             "token, so only pooling='cls' heads can be exported (export the encoder with export-hf instead)"
         )
-    cfg = model_config if isinstance(model_config, BertConfig) else BertConfig.from_config(model_config)
-    flax_to_hf(params)  # fails early on a tree that is not a classifier
     if "classifier" not in params or "pooler" not in params.get("bert", {}):
         raise HfConversionError("params: not a cls-pooled classifier tree (needs bert/pooler and classifier)")
+    # A fine-tuning config may leave model.vocab_size at 0 (taken from the tokenizer at run time).
+    vocab_size = params["bert"]["embeddings"]["word_embeddings"]["embedding"].shape[0]
+    cfg = model_config if isinstance(model_config, BertConfig) else BertConfig.from_config(model_config, vocab_size)
     if params["classifier"]["bias"].shape != (num_labels,):
         raise HfConversionError(f"params: classifier has {params['classifier']['bias'].shape[0]} labels, "
                                 f"num_labels={num_labels}")
