@@ -131,6 +131,8 @@ class GroverModel:
             raise ValueError(f"pooling={pooling!r}: use 'tokens' or 'mean'")
         single = isinstance(sequences, str)
         sequences = [sequences] if single else list(sequences)
+        if not sequences:
+            return np.zeros((0, self.hidden_size), np.float32) if pooling == "mean" else []
         chunks, owners = [], []
         for index, sequence in enumerate(sequences):
             ids = self.token_ids(sequence)
@@ -174,6 +176,8 @@ class GroverModel:
         masked positions, A)), ids including [CLS]/[SEP]."""
         if self.mlm_params is None:
             raise ValueError("variant_score needs the MLM head (load a pretrained run or MLM folder)")
+        if not 0 <= pos < len(sequence):
+            raise ValueError(f"pos {pos} is outside the sequence (0..{len(sequence) - 1})")
         if not ref or sequence[pos : pos + len(ref)].upper() != ref.upper():
             raise ValueError(f"ref {ref!r} does not match the sequence at {pos} "
                              f"({sequence[pos : pos + len(ref)]!r})")
