@@ -57,4 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.mesh.data = -1
     config.mesh.fsdp = 1
     config.mesh.tensor = 1
+    if arg == "pipeline":  # `grover run`'s fine-tuning stage: minutes on 2 CPU cores
+        config.train.max_epochs = 6
+        config.train.patience = 2
+        config.eval.bootstrap = 300
+        config.baselines.cnn_max_epochs = 6
     return config

@@ -41,4 +41,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     train.weight_decay = 0.01
     train.clip_norm = 1.0
     train.eval_every = 250
+
+    if arg == "pipeline":  # `grover run`'s evaluation stage: minutes on 2 CPU cores
+        nk.n_train, nk.n_valid, nk.n_test = 16_000, 1_000, 4_000
+        train.num_steps = 300
+        train.learning_rate = 1e-3
+        train.warmup_steps = 30
+        train.eval_every = 150
     return config

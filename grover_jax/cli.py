@@ -77,10 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = stages.add_parser("run", help="the whole pipeline (vocabulary, store, ...) on the bundled or given genome")
     _add_genome_args(run)
     run.add_argument("--workdir", default="runs/default")
-    run.add_argument("--cycles", type=int, default=600)
+    run.add_argument("--cycles", type=int, default=None, help="BPE cycles (default: the config's bpe.cycles, 600)")
     run.add_argument("--config", default="tiny", help="pretraining config (default: tiny)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
-    run.add_argument("--stop-after", choices=["bpe", "store", "pretrain"], default=None,
+    run.add_argument("--stop-after", choices=["bpe", "store", "pretrain", "next-kmer", "finetune", "export"],
+                     default=None,
                      help="stop after this stage")
 
     export = stages.add_parser("export-hf", help="a run folder's checkpoint as a HuggingFace BertForMaskedLM folder")

@@ -1,30 +1,42 @@
 """`grover run`: the whole pipeline on one genome, each stage writing the artefact the next one reads.
-A stage whose artefact exists and was made from the same inputs is not redone."""
+
+    vocab/ -> store/ -> pretrain/ -> next_kmer/ -> finetune_prom300/ -> hf/
+
+A stage whose artefact exists and was made from the same inputs is not redone (pretraining and
+next-k-mer resume where they stopped), so re-running the command after an interruption continues.
+"""
 
 from pathlib import Path
 
+import ml_collections
+
+from grover_jax.genome import file_sha256
 from grover_jax.programs.vocabulary import (
     build_token_store, learn_vocabulary, resolve_genome, vocabulary_provenance,
 )
-from grover_jax.genome import file_sha256
 from grover_jax.store import StoreError, TokenStore
+
+STAGES = ("bpe", "store", "pretrain", "next-kmer", "finetune", "export")
 
 
 def run_pipeline(
-    workdir: str | Path, fasta: list[str] | None, split_spec: str | None, cycles: int = 600,
-    config=None, stop_after: str | None = None,
+    workdir: str | Path, fasta: list[str] | None, split_spec: str | None, cycles: int | None = None,
+    config: ml_collections.ConfigDict | None = None, stop_after: str | None = None,
 ) -> None:
     workdir = Path(workdir)
     paths, split_spec = resolve_genome(fasta, split_spec)
     vocab_dir, store_dir = workdir / "vocab", workdir / "store"
+    cycles = cycles or (config.bpe.cycles if config is not None else 600)
+    max_token_length = config.bpe.max_token_length if config is not None else 0
 
     provenance = vocabulary_provenance(vocab_dir)
     wanted = [file_sha256(p) for p in paths]
     if (provenance.get("cycles_requested") == cycles and provenance.get("split_spec") == split_spec
+            and provenance.get("max_token_length", 0) == max_token_length
             and [s["sha256"] for s in provenance.get("sources", [])] == wanted):
         print(f"vocabulary: up to date in {vocab_dir}")
     else:
-        learn_vocabulary(paths, vocab_dir, cycles, split_spec)
+        learn_vocabulary(paths, vocab_dir, cycles, split_spec, max_token_length=max_token_length)
     tokenizer_path = vocab_dir / "tokenizer.json"
     if stop_after == "bpe":
         return
@@ -46,8 +58,52 @@ def run_pipeline(
 
     from grover_jax.programs.pretrain import pretrain
 
-    final = pretrain(config, workdir / "pretrain", store_dir)
+    run_dir = workdir / "pretrain"
+    final = pretrain(config, run_dir, store_dir)
     valid = final["valid"]
     print(f"pretraining: valid loss {valid['loss']:.4f}, masked-token accuracy {valid['accuracy']:.4f} "
           f"(always the commonest token: {valid['unigram_accuracy']:.4f}), perplexity {valid['perplexity']:.2f} "
-          f"-> {workdir / 'pretrain'}")
+          f"-> {run_dir}")
+    if stop_after == "pretrain":
+        return
+
+    from grover_jax.configuration import load_config
+    from grover_jax.programs.next_kmer import run_next_kmer
+
+    rows = run_next_kmer(run_dir, workdir / "next_kmer", load_config("next_kmer:pipeline"), store_dir)
+    print("next-k-mer accuracy on the test split (majority class / Markov baseline): "
+          + ", ".join(f"k={r['k']} {r['accuracy']:.4f} ({r['majority_accuracy']:.4f} / {r['markov_accuracy']:.4f})"
+                      for r in rows) + f" -> {workdir / 'next_kmer' / 'next_kmer.md'}")
+    if stop_after == "next-kmer":
+        return
+
+    if fasta is None:  # the fine-tuning tasks are built from the bundled genome's annotation
+        from grover_jax.programs.finetune import finetune
+
+        finetune_config = load_config("finetune:pipeline")
+        finetune_config.task.data_dir = str(workdir / "tasks")
+        results = finetune(finetune_config, run_dir, workdir / "finetune_prom300", baselines=True)
+        print(f"fine-tuning prom300: -> {workdir / 'finetune_prom300'} ({_headline(results)})")
+    else:
+        print("fine-tuning: skipped (tasks need an annotation; run `grover finetune --task ... --annotation ...`)")
+    if stop_after == "finetune":
+        return
+
+    from grover_jax.interop import hf
+    from grover_jax.pretrained import load_pretrained
+
+    pretrained = load_pretrained(run_dir)
+    out = hf.export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path,
+                              workdir / "hf", overwrite=True)
+    difference = hf.check_parity(out, pretrained.params, pretrained.model_config, pretrained.tokenizer_path)
+    parity = "" if difference is None else f", max |PyTorch - Flax logits| = {difference:.2g}"
+    print(f"export: HuggingFace BertForMaskedLM folder {out}{parity}")
+
+
+def _headline(results: dict) -> str:
+    """'model test MCC 0.41 [0.35, 0.47]; ...' for every model of the fine-tuning results."""
+    parts = []
+    for model, entry in results["models"].items():
+        value, (low, high) = entry["test"]["metrics"]["mcc"], entry["test"]["ci"]["mcc"]
+        parts.append(f"{model} test MCC {value:.3f} [{low:.3f}, {high:.3f}]")
+    return "; ".join(parts)
