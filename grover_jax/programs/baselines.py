@@ -24,7 +24,6 @@ from grover_jax.programs.finetune import (
     fit,
     make_optimizer,
     predict_probabilities,
-    probabilities_step,
 )
 
 _CODE = np.full(256, 4, np.uint8)
@@ -135,7 +134,6 @@ def cnn_baseline(data: TaskData, config: ml_collections.ConfigDict, mesh, log: C
                  max_epochs=config.baselines.cnn_max_epochs, eval_every=0, patience=train_cfg.patience,
                  selection_metric=train_cfg.selection_metric, weighted=train_cfg.class_weighted,
                  seed=config.seed, mesh=mesh, log=lambda line: log(f"CNN {line}"))
-    predict = jax.jit(lambda p, b: probabilities_step(p, b, apply_fn=apply))
-    test = predict_probabilities(predict, result.params, {"codes": inputs["test"]["codes"]}, batch_size, mesh)
+    test = predict_probabilities(apply, result.params, {"codes": inputs["test"]["codes"]}, batch_size, mesh)
     return {"test_probabilities": test, "valid": result.valid, "best_step": result.best_step,
             "steps": result.steps, "seconds": round(result.seconds, 1)}

@@ -38,10 +38,10 @@ from grover_jax.data.tasks.builders import TaskSpec, prepare_task
 from grover_jax.data.tasks.errors import FinetuneError, TaskDataError
 from grover_jax.evaluation import METRICS, bootstrap_intervals, classification_metrics
 from grover_jax.model import BertConfig, BertForSequenceClassification
-from grover_jax.parallel import make_mesh, replicated, shard_batch
+from grover_jax.parallel import batch_sharding, make_mesh, replicated, shard_batch
 from grover_jax.pretrained import load_pretrained, run_folder
 from grover_jax.tokenizer import GenomeTokenizer, load_tokenizer
-from grover_jax.train import create_train_state, weight_decay_mask
+from grover_jax.train import weight_decay_mask
 
 Batch = dict[str, jax.Array]
 DEFAULT_WINDOW = {"promscan": 1000, "ctcf": 300}
@@ -137,6 +137,9 @@ def probabilities_step(params: Any, batch: Batch, *, apply_fn: ApplyFn) -> jax.A
     return jax.nn.softmax(apply_fn(params, batch, True, None), axis=-1)
 
 
+_probabilities = jax.jit(probabilities_step, static_argnames="apply_fn")
+
+
 def make_optimizer(train_cfg: ml_collections.ConfigDict, total_steps: int, learning_rate: float
                    ) -> optax.GradientTransformation:
     warmup = int(train_cfg.warmup_fraction * total_steps)
@@ -168,11 +171,13 @@ def class_weights(labels: np.ndarray, num_classes: int, weighted: bool) -> np.nd
     return (len(labels) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
 
 
-def predict_probabilities(predict: Callable, params: Any, inputs: dict[str, np.ndarray], batch_size: int,
+def predict_probabilities(apply_fn: ApplyFn, params: Any, inputs: dict[str, np.ndarray], batch_size: int,
                           mesh) -> np.ndarray:
+    """[N, K] class probabilities of `inputs` in fixed-shape batches (one compilation per model)."""
     out = []
     for batch, n in batches(inputs, batch_size, np.arange(len(next(iter(inputs.values()))))):
-        out.append(np.asarray(jax.device_get(predict(params, shard_batch(batch, mesh))))[:n])
+        probabilities = _probabilities(params, shard_batch(batch, mesh), apply_fn=apply_fn)
+        out.append(np.asarray(jax.device_get(probabilities))[:n])
     return np.concatenate(out)
 
 
@@ -185,8 +190,12 @@ def fit(state: TrainState, train: dict[str, np.ndarray], valid: dict[str, np.nda
         raise ConfigError(f"train.selection_metric={selection_metric!r}: use one of {', '.join(METRICS)}")
     started = time.time()
     weights_K = jnp.asarray(class_weights(train["labels"], num_classes, weighted))
-    step_fn = jax.jit(lambda s, b, r: train_step(s, b, r, class_weights_K=weights_K), donate_argnums=0)
-    predict = jax.jit(lambda p, b: probabilities_step(p, b, apply_fn=state.apply_fn))
+    # Data parallel: the state replicated, batches split over data+fsdp. Fixed shardings in and
+    # out, so the step compiles once (a fresh state and a stepped one look the same to jit).
+    step_fn = jax.jit(lambda s, b, r: train_step(s, b, r, class_weights_K=weights_K),
+                      in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
+                      out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+    state = jax.device_put(state, replicated(mesh))
     rng = jax.random.PRNGKey(seed)
     n_train = len(train["labels"])
     steps_per_epoch = math.ceil(n_train / batch_size)
@@ -204,7 +213,7 @@ def fit(state: TrainState, train: dict[str, np.ndarray], valid: dict[str, np.nda
             losses.append(metrics["loss"])
             if step % eval_every and step != total_steps:
                 continue
-            probabilities = predict_probabilities(predict, state.params, valid_inputs, batch_size, mesh)
+            probabilities = predict_probabilities(state.apply_fn, state.params, valid_inputs, batch_size, mesh)
             valid_metrics = classification_metrics(valid["labels"], probabilities)
             score = valid_metrics[selection_metric]
             score = -math.inf if math.isnan(score) else score
@@ -242,21 +251,36 @@ def _bert_apply(model: BertForSequenceClassification) -> ApplyFn:
     return apply
 
 
-def _merge_encoder(classifier_params: dict, encoder_params: dict) -> dict:
-    """The classifier's parameters with the pretrained embeddings and encoder layers.
+def classifier_params(model: BertForSequenceClassification, encoder_params: dict, seed: int) -> dict:
+    """The classifier's parameters: the pretrained embeddings and encoder layers, and a new head.
 
-    The pooler and classifier stay freshly initialised (the MLM model has no pooler, as HF's
-    BertForMaskedLM), so a shape mismatch anywhere else means a different architecture.
+    The head (HF's pooler for "cls", and the classifier) is drawn as HF initialises it, N(0, 0.02)
+    kernels and zero biases; the MLM model has no pooler (as HF's BertForMaskedLM). Nothing runs
+    the model here: `eval_shape` gives the expected tree, so a mismatch is caught without compiling.
     """
-    merged = jax.tree.map(np.asarray, dict(classifier_params))
-    bert = dict(merged["bert"])
+    ids_1x1 = jnp.zeros((1, 1), jnp.int32)
+    expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids_1x1, ids_1x1))["params"]
+    expected = jax.tree.map(lambda x: x.value if hasattr(x, "value") else x, expected,
+                            is_leaf=lambda x: hasattr(x, "value"))
+    rng = np.random.default_rng(seed)
+    std = model.cfg.initializer_range
+
+    def new_leaf(path, shape_dtype):
+        name = path[-1].key
+        if name == "kernel":
+            return rng.normal(0.0, std, shape_dtype.shape).astype(shape_dtype.dtype)
+        return np.zeros(shape_dtype.shape, shape_dtype.dtype)
+
+    params = jax.tree_util.tree_map_with_path(new_leaf, expected)
     for name in ("embeddings", "encoder"):
-        ours, theirs = bert[name], encoder_params[name]
-        if jax.tree.structure(ours) != jax.tree.structure(theirs):
+        theirs = jax.tree.map(np.asarray, encoder_params[name])
+        ours = params["bert"][name]
+        same = jax.tree.structure(ours) == jax.tree.structure(theirs) and all(
+            a.shape == b.shape for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)))
+        if not same:
             raise FinetuneError(f"pretrained {name} parameters do not match the classifier's")
-        bert[name] = jax.tree.map(np.asarray, theirs)
-    merged["bert"] = bert
-    return merged
+        params["bert"][name] = theirs
+    return params
 
 
 def _flatten(params: Any) -> dict[str, np.ndarray]:
@@ -351,9 +375,8 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
     tx = make_optimizer(config.train, steps_per_epoch * config.train.max_epochs, config.train.learning_rate)
     model = BertForSequenceClassification(model_cfg, num_classes, config.model.pooling,
                                           config.model.classifier_dropout)
-    state, _ = create_train_state(model, tx, mesh, config.seed)
-    params = _merge_encoder(jax.device_get(state.params), pretrained.encoder_params)
-    state = TrainState.create(apply_fn=_bert_apply(model), params=jax.device_put(params, replicated(mesh)), tx=tx)
+    params = classifier_params(model, pretrained.encoder_params, config.seed)
+    state = TrainState.create(apply_fn=_bert_apply(model), params=params, tx=tx)
 
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(pretrained.tokenizer_path, out / "tokenizer.json")
@@ -371,10 +394,9 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
                  log=log)
     with open(out / "history.jsonl", "w") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in result.history)
-    predict = jax.jit(lambda p, b: probabilities_step(p, b, apply_fn=state.apply_fn))
     test_inputs = {k: v for k, v in inputs["test"].items() if k != "labels"}
     test_labels = inputs["test"]["labels"]
-    probabilities = predict_probabilities(predict, jax.device_put(result.params, replicated(mesh)),
+    probabilities = predict_probabilities(state.apply_fn, jax.device_put(result.params, replicated(mesh)),
                                           test_inputs, batch_size, mesh)
     models = {
         f"GROVER-jax ({config.model.pooling} pooling)": {
@@ -421,7 +443,10 @@ def load_finetuned(ft_dir: str | Path) -> tuple[dict, GenomeTokenizer, Callable[
                                           meta["config"]["model"]["pooling"])
     params = jax.tree.map(jnp.asarray, load_params(ft_dir / "best" / "params.npz"))
     apply = _bert_apply(model)
-    predict = jax.jit(lambda b: probabilities_step(params, b, apply_fn=apply))
+
+    def predict(batch: Batch) -> jax.Array:
+        return _probabilities(params, batch, apply_fn=apply)
+
     return meta, load_tokenizer(ft_dir / "tokenizer.json"), predict
 
 
