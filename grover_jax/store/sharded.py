@@ -76,7 +76,8 @@ def build_sharded_store(
 ) -> dict:
     """Build (or complete) a sharded store of `fasta_paths`, one shard per file, `workers` processes,
     each replaying merges at 2 bytes/base unless `low_memory` is False (faster, ~27 bytes/base of the
-    shard's largest chromosome). Returns {"built": [...], "kept": [...]} shard names."""
+    shard's largest chromosome). Returns {"built": [...], "kept": [...]} shard names. Workers are
+    spawned processes: a script calling this with workers > 1 needs the `if __name__ == "__main__":` guard."""
     out_dir = Path(out_dir)
     tokenizer = load_tokenizer(tokenizer_path)
     if tokenizer.vocab_size > 2**16:
