@@ -140,3 +140,13 @@ def test_an_unknown_chromosome_is_named(server, tmp_path):
     with pytest.raises(FetchError, match="chromosome 'chr99'"):
         fetch_genome(server.url, tmp_path, chromosomes=["chr99"], progress=False)
     assert not list(Path(tmp_path).glob("*.part"))
+
+
+def test_a_file_url_and_a_local_file_are_fetched_and_verified_the_same_way(server, slices, tmp_path):
+    fetch_genome(server.url + "chr20_slice2.fa.gz", tmp_path / "from_url", progress=False)
+    (row,) = json.loads((tmp_path / "from_url" / "manifest.json").read_text())["files"]
+    assert row["md5_verified"] and row["chromosome"] == "chr20_slice2"
+    fetch_genome(str(tmp_path / "from_url" / "chr20_slice2.fa.gz"), tmp_path / "from_file", progress=False)
+    assert (tmp_path / "from_file" / "chr20_slice2.fa.gz").read_bytes() == slices["chr20_slice2.fa.gz"]
+    (copied,) = json.loads((tmp_path / "from_file" / "manifest.json").read_text())["files"]
+    assert copied["md5_verified"], "checked against the md5 the first fetch recorded in its manifest"

@@ -136,6 +136,9 @@ def plan_fetch(source: str, chromosomes: list[str] | None = None, timeout: float
         folder_path, file_name = (path, "") if path.is_dir() else (path.parent, path.name)
         md5_path = folder_path / MD5_LIST
         checksums = parse_md5_list(md5_path.read_text(), str(md5_path)) if md5_path.exists() else {}
+        if not checksums and (folder_path / MANIFEST).exists():  # a folder an earlier fetch verified
+            rows = json.loads((folder_path / MANIFEST).read_text())["files"]
+            checksums = {row["file"]: row["md5"] for row in rows}
         if path.is_dir() and not checksums:
             checksums = {Path(p).name: None for p in expand_fasta_paths([path])}
         prefix = str(folder_path) + os.sep
