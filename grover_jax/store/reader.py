@@ -25,10 +25,10 @@ class TokenStore:
     """A built store. `tokens` and `starts` are read-only memory maps: opening costs nothing and
     many processes share the page cache."""
 
-    def __new__(cls, path: str | Path):
+    def __new__(cls, path: str | Path | None = None):
         # A sharded store's top-level index opens as a ShardedTokenStore (same interface), so every
-        # reader (pretraining, evaluation) takes either kind of store unchanged.
-        if cls is TokenStore:
+        # reader (pretraining, evaluation) takes either kind of store unchanged. (No path: unpickling.)
+        if cls is TokenStore and path is not None:
             from grover_jax.store.sharded import ShardedTokenStore, is_sharded_store
 
             if is_sharded_store(path):
