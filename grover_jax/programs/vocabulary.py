@@ -11,7 +11,7 @@ from grover_jax.store import build_sharded_store, build_store
 from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
 from grover_jax.tokenizer.bpe_compact import learn_bpe_compact, read_learning_chromosomes
 
-# The linked-list learner needs ~31 bytes per base (BENCHMARKS.md, genome scale); past this many bases
+# The linked-list learner needs ~28 bytes per base (BENCHMARKS.md, genome scale); past this many bases
 # of FASTA `--engine auto` switches to the compact learner (2 bytes/base, same merges).
 LINKED_ENGINE_MAX_BASES = 300_000_000
 
@@ -34,7 +34,7 @@ def learn_vocabulary(
 ) -> Path:
     """Learn `cycles` GROVER cycles of BPE on the `learn_on` split ("train" keeps valid/test sequence
     unseen by the vocabulary too; "all" uses every contig) and save tokenizer.json in `out_dir`.
-    `engine`: "linked" (fastest, ~31 bytes/base), "compact" (2 bytes/base, reads one file at a time:
+    `engine`: "linked" (fastest, ~28 bytes/base), "compact" (2 bytes/base, reads one file at a time:
     whole genomes), "auto" (compact past LINKED_ENGINE_MAX_BASES); both give the same merges."""
     paths, split_spec = resolve_genome(fasta, split_spec)
     if engine == "auto":

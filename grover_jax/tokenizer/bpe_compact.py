@@ -1,7 +1,7 @@
 """Whole-genome BPE in GROVER cycles at 2 bytes per base: the same merges as `learn_bpe`, in ~15x less memory.
 
 Why a second learner: `learn_bpe` keeps, per base, its token, two int32 links and ~2.5 int32
-occurrence-list entries (~31 bytes/base measured on chr20: 97 GB for the 3.1 Gb of hg19). Here the
+occurrence-list entries (28.4 bytes/base measured, BENCHMARKS.md: 82 GiB for the 3.1 Gb of hg19). Here the
 only per-base state is the live token sequence itself, uint16, compacted in place as tokens merge
 (one array per chromosome, contigs separated by SEPARATOR). A cycle finds the best pair in the small
 [V, V] pair-count table, then rewrites each chromosome in one left-to-right pass that merges every
