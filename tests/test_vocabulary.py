@@ -78,5 +78,5 @@ def test_merge_table_records_every_merge_frequency(vocabulary):
 def test_a_broken_tokenizer_file_is_a_one_line_error(tmp_path):
     bad = tmp_path / "tokenizer.json"
     bad.write_text('{"model": {"type": "BPE"}}')
-    with pytest.raises(TokenizerFileError, match="not a BPE tokenizer.json"):
+    with pytest.raises(TokenizerFileError, match="not a BPE or k-mer tokenizer.json"):
         load_tokenizer(bad)
