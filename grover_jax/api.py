@@ -40,7 +40,7 @@ import numpy as np
 
 from grover_jax.model import BertConfig
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
-from grover_jax.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, GenomeTokenizer, load_tokenizer
+from grover_jax.tokenizer import SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 
 
 @dataclasses.dataclass
@@ -65,8 +65,15 @@ class GroverModel:
                  classifier: Classifier | None = None, batch_size: int = 32):
         if mlm_params is None and classifier is None:
             raise ValueError("a GroverModel needs MLM parameters or a classifier")
+        missing = [token for token in SPECIAL_TOKENS if token not in tokenizer.vocab]
+        if missing:
+            raise ValueError(f"{tokenizer.path}: the tokenizer lacks the special token(s) {', '.join(missing)}")
         self.model_config = model_config
         self.tokenizer = tokenizer
+        # Special-token ids by name from the model's own vocabulary (an imported HF folder may
+        # number them differently from the 0-4 of the vocabularies built here).
+        self.pad_id, self.cls_id, self.sep_id, self.mask_id = (
+            tokenizer.vocab[token] for token in ("[PAD]", "[CLS]", "[SEP]", "[MASK]"))
         self.mlm_params = mlm_params
         self.classifier = classifier
         self.batch_size = batch_size
@@ -104,10 +111,10 @@ class GroverModel:
         for first in range(0, len(chunks), self.batch_size):
             group = chunks[first : first + self.batch_size]
             length = _bucket(max(len(c) for c in group) + 2, self.window_tokens + 2)
-            ids = np.full((self.batch_size, length), PAD_ID, np.int32)
+            ids = np.full((self.batch_size, length), self.pad_id, np.int32)
             mask = np.zeros((self.batch_size, length), np.int32)
             for row, chunk in enumerate(group):
-                ids[row, : len(chunk) + 2] = [CLS_ID, *chunk, SEP_ID]
+                ids[row, : len(chunk) + 2] = [self.cls_id, *chunk, self.sep_id]
                 mask[row, : len(chunk) + 2] = 1
             yield first, ids, mask
 
@@ -199,7 +206,8 @@ class GroverModel:
         for ids, span in zip((r, a), spans):
             context_left = ids[prefix - left : prefix]
             context_right = ids[len(ids) - suffix : len(ids) - suffix + right]
-            row = np.concatenate([[CLS_ID], context_left, np.full(len(span), MASK_ID), context_right, [SEP_ID]])
+            row = np.concatenate([[self.cls_id], context_left, np.full(len(span), self.mask_id), context_right,
+                                  [self.sep_id]])
             positions = 1 + left + np.arange(len(span))
             inputs.append((row.astype(np.int32), positions, span))
         return tuple(inputs)
@@ -209,7 +217,7 @@ class GroverModel:
         (ref_ids, ref_positions, ref_span), (alt_ids, alt_positions, alt_span) = self.variant_inputs(
             sequence, pos, ref, alt)
         length = _bucket(max(len(ref_ids), len(alt_ids)), self.window_tokens + 2)
-        ids = np.full((2, length), PAD_ID, np.int32)
+        ids = np.full((2, length), self.pad_id, np.int32)
         mask = np.zeros((2, length), np.int32)
         for row, x in enumerate((ref_ids, alt_ids)):
             ids[row, : len(x)] = x
@@ -235,11 +243,16 @@ def load(path: str | Path, batch_size: int = 32) -> GroverModel:
         pretrained = load_pretrained(path)
         return GroverModel(pretrained.model_config, load_tokenizer(pretrained.tokenizer_path),
                            mlm_params=pretrained.params, batch_size=batch_size)
-    from grover_jax.interop.hf import classifier_from_hf, masked_lm_from_hf
+    from grover_jax.interop.hf import (
+        classifier_from_hf,
+        hf_architecture,
+        masked_lm_from_hf,
+        require_special_tokens,
+    )
 
     tokenizer = load_tokenizer(path / "tokenizer.json")
-    architectures = json.loads(hf_config_path.read_text()).get("architectures") or ["BertForMaskedLM"]
-    if architectures[0] == "BertForSequenceClassification":
+    require_special_tokens(tokenizer, path / "tokenizer.json")
+    if hf_architecture(path) == "BertForSequenceClassification":
         params, cfg, num_labels = classifier_from_hf(path)
         return GroverModel(cfg, tokenizer, classifier=Classifier(params, num_labels, "cls"), batch_size=batch_size)
     params, cfg = masked_lm_from_hf(path)

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from grover_jax.genome import GenomeFormatError, SplitSpecError
 from grover_jax.genome.fetch import FetchError
@@ -84,10 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                      default=None,
                      help="stop after this stage")
 
-    export = stages.add_parser("export-hf", help="a run folder's checkpoint as a HuggingFace BertForMaskedLM folder")
-    export.add_argument("--checkpoint", required=True, help="pretraining run folder (or its checkpoints/)")
+    export = stages.add_parser("export-hf", help="a run folder's checkpoint as a HuggingFace BertForMaskedLM folder, "
+                                                 "or a fine-tuned one as BertForSequenceClassification")
+    export.add_argument("--checkpoint", required=True,
+                        help="pretraining run folder (or its checkpoints/), or a `grover finetune --out` folder")
     export.add_argument("--out", required=True, help="HF folder to write (config.json, model.safetensors, tokenizer)")
-    export.add_argument("--step", default="best", help="'best' (lowest valid loss), 'latest' or a step number")
+    export.add_argument("--step", default="best", help="'best' (lowest valid loss), 'latest' or a step number "
+                                                       "(pretraining runs; a fine-tuning folder has its best only)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     export.add_argument("--no-check", action="store_true", help="skip the PyTorch logits parity check")
 
@@ -157,19 +161,27 @@ def _convert(args: argparse.Namespace) -> None:
     from grover_jax.interop import hf
     from grover_jax.pretrained import load_pretrained
 
-    if args.stage == "export-hf":
+    if args.stage == "export-hf" and (Path(args.checkpoint) / "finetune.json").exists():
+        if args.step != "best":
+            raise HfConversionError(f"{args.checkpoint}: a fine-tuning folder keeps its best parameters only "
+                                    f"(--step {args.step})")
+        out, params, model_config = hf.export_finetuned(args.checkpoint, args.out, args.overwrite)
+        hf_dir, tokenizer_path = out, Path(args.checkpoint) / "tokenizer.json"
+    elif args.stage == "export-hf":
         step = int(args.step) if args.step.isdigit() else args.step
         pretrained = load_pretrained(args.checkpoint, step)
         out = hf.export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path,
                                   args.out, args.overwrite)
-        hf_dir = out
+        hf_dir, params, model_config, tokenizer_path = (out, pretrained.params, pretrained.model_config,
+                                                        pretrained.tokenizer_path)
     else:
         out = hf.import_masked_lm(args.hf, args.out, args.overwrite)
         pretrained = load_pretrained(out)
-        hf_dir = args.hf
+        hf_dir, params, model_config, tokenizer_path = (args.hf, pretrained.params, pretrained.model_config,
+                                                        pretrained.tokenizer_path)
     print(f"{args.stage}: wrote {out}")
     if not args.no_check:
-        difference = hf.check_parity(hf_dir, pretrained.params, pretrained.model_config, pretrained.tokenizer_path)
+        difference = hf.check_parity(hf_dir, params, model_config, tokenizer_path)
         print("parity: torch/transformers not installed, skipped" if difference is None
               else f"parity: max |PyTorch - Flax logits| = {difference:.3g} on real chr20 sequence")
 

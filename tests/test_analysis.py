@@ -6,6 +6,7 @@ import gzip
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from grover_jax import bundled
 from grover_jax.cli import main
@@ -34,10 +35,56 @@ def read_csv(path) -> list[dict[str, str]]:
 def test_every_analysis_writes_its_plots(analyses):
     for png in ("tokens_pca.png", "token_correlations.png", "repeats.png", "ambiguity.png", "regions.png"):
         assert (analyses / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Each file was written under a temporary name and renamed: none is left behind.
+    assert not [p.name for p in analyses.iterdir() if p.name.startswith(".")]
+
+
+def test_an_output_is_replaced_whole_or_not_at_all(tmp_path):
+    from grover_jax.analysis.atomic_output import csv_writer
+
+    path = tmp_path / "table.csv"
+    with csv_writer(path) as writer:
+        writer.writerow(["a", "b"])
+    with pytest.raises(RuntimeError), csv_writer(path) as writer:
+        writer.writerow(["half", "written"])
+        raise RuntimeError("interrupted")
+    assert path.read_bytes() == b"a,b\r\n"  # the previous file, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+def test_an_unknown_split_is_one_line(pretrained_run, bundled_store, tmp_path, capsys):
+    code = main(["analyze", "ambiguity", "--checkpoint", str(pretrained_run), "--store", str(bundled_store),
+                 "--out", str(tmp_path), "--split", "foo"])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"grover: error: {bundled_store}: no split 'foo' (the store has train, valid, test)"]
+
+
+@pytest.fixture(scope="module")
+def chr1_store(bundled_store, bundled_genome, tmp_path_factory):
+    """30 kb of real sequence filed as chr1 (a store the bundled chr20 annotation does not cover),
+    tokenized with the pretrained run's tokenizer."""
+    from grover_jax.programs.vocabulary import build_token_store
+    from tests.conftest import write_fasta
+
+    root = tmp_path_factory.mktemp("chr1")
+    fasta = write_fasta(root / "chr1.fa", [("chr1", bundled_genome.bases("chr20", 33_000_000, 33_030_000))])
+    return build_token_store([str(fasta)], bundled_store / "tokenizer.json", root / "store", progress=False)
+
+
+@pytest.mark.parametrize("analysis, bed", [("repeats", "hg19_repeats"), ("regions", "tss")])
+def test_the_bundled_annotation_is_refused_on_another_genome(analysis, bed, pretrained_run, chr1_store, tmp_path,
+                                                              capsys):
+    code = main(["analyze", analysis, "--checkpoint", str(pretrained_run), "--store", str(chr1_store),
+                 "--out", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        (f"grover: error: {bundled.annotation(bed)}: no interval overlaps the store's sequence on chr1 "
+         "(the BED covers chr20); give an annotation of the store's genome")]
+    assert not list(tmp_path.iterdir())
 
 
 def test_token_embedding_axes_correlate_with_frequency_as_recomputed(analyses, pretrained_run, bundled_store):
-    scipy_stats = pytest.importorskip("scipy.stats")
     rows = read_csv(analyses / "token_correlations.csv")
     assert list(rows[0]) == ["axis", "explained_variance", "property", "spearman_rho", "n_tokens"]
     assert {r["property"] for r in rows} == {"log10_count", "gc", "ag", "length"}

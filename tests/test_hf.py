@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
+from grover_jax.cli import main
 from grover_jax.interop import hf
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.pretrained import load_pretrained
@@ -164,3 +166,154 @@ def test_classifier_exports_as_bert_for_sequence_classification(pretrained, tmp_
 
     with pytest.raises(HfConversionError, match="only pooling='cls'"):
         hf.export_classifier(params, model_config, 3, "mean", pretrained.tokenizer_path, tmp_path / "mean")
+
+
+# ---------------------------------------------------------------------------------------------
+# `grover export-hf` / `grover import-hf` through the CLI, and the folders they must refuse.
+
+
+PARITY_LINE = re.compile(r"^parity: max \|PyTorch - Flax logits\| = (\S+) on real chr20 sequence$", re.MULTILINE)
+
+
+def needs_torch():
+    pytest.importorskip("torch", reason="parity needs torch")
+    pytest.importorskip("transformers", reason="parity needs transformers")
+
+
+def test_export_hf_and_import_hf_print_what_they_wrote_and_the_parity(pretrained_run, pretrained, tmp_path, capsys):
+    needs_torch()
+    hf_dir, run = tmp_path / "hf", tmp_path / "run"
+    assert main(["export-hf", "--checkpoint", str(pretrained_run), "--out", str(hf_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"export-hf: wrote {hf_dir}\n" in out
+    assert float(PARITY_LINE.search(out)[1]) <= 1e-4
+    assert_same_tree(hf.masked_lm_from_hf(hf_dir)[0], pretrained.params)
+
+    # An older or hand-written config.json without `architectures`: the MLM head's tensors say MaskedLM.
+    config = json.loads((hf_dir / "config.json").read_text())
+    del config["architectures"]
+    (hf_dir / "config.json").write_text(json.dumps(config))
+    assert hf.hf_architecture(hf_dir) == "BertForMaskedLM"
+    assert main(["import-hf", "--hf", str(hf_dir), "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"import-hf: wrote {run}\n" in out
+    assert float(PARITY_LINE.search(out)[1]) <= 1e-4
+    assert_same_tree(load_pretrained(run).params, pretrained.params)
+
+
+def finetune_folder(pretrained, path, pooling):
+    """A `grover finetune --out` folder as finetune() lays it out (finetune.json, tokenizer.json,
+    best/params.npz), holding random classifier parameters (every tensor random, so a misplaced
+    one shows in the logits)."""
+    import dataclasses
+
+    from grover_jax.configuration import load_config
+    from grover_jax.model import make_classifier
+    from grover_jax.programs.finetune import save_params
+
+    config = load_config("finetune", [f"model.pooling={pooling}"])
+    classifier = make_classifier(pretrained.config.model, pretrained.model_config.vocab_size, 2, pooling)
+    ids = np.full((1, 8), 7, np.int32)
+    shapes = nn.unbox(jax.eval_shape(classifier.init, jax.random.key(0), ids, ids)["params"])
+    rng = np.random.default_rng(1)
+    save_params(jax.tree.map(lambda s: rng.normal(0.0, 0.2, s.shape).astype(np.float32), shapes),
+                path / "best" / "params.npz")
+    (path / "tokenizer.json").write_bytes(pretrained.tokenizer_path.read_bytes())
+    (path / "finetune.json").write_text(json.dumps({
+        "config": json.loads(config.to_json_best_effort()), "encoder": dataclasses.asdict(pretrained.model_config),
+        "num_classes": 2, "class_names": ["background", "promoter"]}))
+    return path
+
+
+def test_export_hf_of_a_finetune_folder_writes_bert_for_sequence_classification(pretrained, tmp_path, capsys):
+    needs_torch()
+    ft_dir, hf_dir = finetune_folder(pretrained, tmp_path / "ft", "cls"), tmp_path / "hf"
+    assert main(["export-hf", "--checkpoint", str(ft_dir), "--out", str(hf_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"export-hf: wrote {hf_dir}\n" in out
+    assert float(PARITY_LINE.search(out)[1]) <= 1e-4
+    config = json.loads((hf_dir / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    assert config["id2label"] == {"0": "background", "1": "promoter"}
+
+    # A mean-pooled head has no HF counterpart: one line, nothing written.
+    mean_dir = finetune_folder(pretrained, tmp_path / "mean", "mean")
+    assert main(["export-hf", "--checkpoint", str(mean_dir), "--out", str(tmp_path / "hf-mean")]) == 2
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and error[0].startswith("grover: error: pooling='mean': HF BertForSequenceClassification")
+    assert not (tmp_path / "hf-mean").exists()
+
+
+def with_special_ids(tokenizer_json: str, ids: dict[str, int | None]) -> str:
+    """tokenizer.json text with special tokens renumbered (or removed, for None)."""
+    spec = json.loads(tokenizer_json)
+    vocab = spec["model"]["vocab"]
+    for token, new_id in ids.items():
+        del vocab[token]
+        if new_id is not None:
+            vocab[token] = new_id
+    spec["added_tokens"] = [{**t, "id": vocab[t["content"]]} for t in spec["added_tokens"] if t["content"] in vocab]
+    for token, entry in spec["post_processor"]["special_tokens"].items():
+        entry["ids"] = [vocab[token]]
+    return json.dumps(spec)
+
+
+@pytest.mark.parametrize("ids, message", [
+    ({"[MASK]": None}, ("the tokenizer lacks the special token(s) [MASK] (a BERT tokenizer needs "
+                        "[PAD] [UNK] [CLS] [SEP] [MASK])")),
+    ({"[CLS]": 3, "[SEP]": 2}, ("special tokens at ids [PAD]=0, [UNK]=1, [CLS]=3, [SEP]=2, [MASK]=4; the programs "
+                                "here need [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4 (grover_jax.load() reads "
+                                "the HF folder as it is)")),
+], ids=["missing", "renumbered"])
+def test_import_hf_refuses_a_tokenizer_without_the_special_tokens_in_one_line(exported, tmp_path, capsys, ids,
+                                                                              message):
+    broken = _broken_copy(exported, tmp_path, lambda state: None)
+    (broken / "tokenizer.json").write_text(with_special_ids((exported / "tokenizer.json").read_text(), ids))
+    assert main(["import-hf", "--hf", str(broken), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"grover: error: {broken / 'tokenizer.json'}: {message}"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_api_takes_special_token_ids_from_the_vocabulary(pretrained, tmp_path):
+    from grover_jax.api import GroverModel
+    from grover_jax.tokenizer import load_tokenizer
+
+    path = tmp_path / "tokenizer.json"
+    path.write_text(with_special_ids(pretrained.tokenizer_path.read_text(), {"[CLS]": 3, "[SEP]": 2}))
+    model = GroverModel(pretrained.model_config, load_tokenizer(path), mlm_params=pretrained.params, batch_size=2)
+    _, ids, mask = next(model._wrapped_batches([np.array([10, 11, 12], np.int32)]))
+    assert ids[0, :5].tolist() == [3, 10, 11, 12, 2] and (ids[0, 5:] == 0).all() and mask[0].sum() == 5
+    sequence = hf.parity_sequences(40)[1]
+    (row, positions, _), _ = model.variant_inputs(sequence, 30, sequence[30], "A" if sequence[30] != "A" else "C")
+    assert row[0] == 3 and row[-1] == 2 and (row[positions] == 4).all()
+
+    path.write_text(with_special_ids(pretrained.tokenizer_path.read_text(), {"[MASK]": None}))
+    with pytest.raises(ValueError, match=r"lacks the special token\(s\) \[MASK\]"):
+        GroverModel(pretrained.model_config, load_tokenizer(path), mlm_params=pretrained.params)
+
+
+@pytest.mark.parametrize("index, message", [
+    ("{not json", "unreadable (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+    ('{"metadata": {}}', "no weight_map of tensor name -> file"),
+    ('{"weight_map": {"bert.embeddings.word_embeddings.weight": "../elsewhere.safetensors"}}',
+     "weight_map must name safetensors files of the folder"),
+], ids=["not-json", "no-weight-map", "outside-the-folder"])
+def test_a_corrupt_sharded_index_is_one_line(exported, tmp_path, capsys, index, message):
+    broken = tmp_path / "sharded"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (broken / name).write_bytes((exported / name).read_bytes())
+    (broken / "model.safetensors.index.json").write_text(index)
+    assert main(["import-hf", "--hf", str(broken), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"grover: error: {broken / 'model.safetensors.index.json'}: {message}"]
+
+
+def test_a_config_without_architectures_or_heads_is_one_line(exported, tmp_path):
+    broken = _broken_copy(exported, tmp_path, lambda state: [state.pop(k) for k in list(state)
+                                                               if k.startswith("cls.")])
+    config = json.loads((broken / "config.json").read_text())
+    del config["architectures"]
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(HfConversionError, match="no architectures, and the tensors hold neither"):
+        hf.hf_architecture(broken)

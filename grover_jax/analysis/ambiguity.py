@@ -12,11 +12,12 @@ hidden state at an occurrence and D the hidden size:
 Tokens with fewer than `min_occurrences` occurrences are left out.
 """
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
+from grover_jax.analysis import AnalysisError
+from grover_jax.analysis.atomic_output import csv_writer, save_figure
 from grover_jax.analysis.sampling import evenly_spaced_windows
 from grover_jax.api import GroverModel
 from grover_jax.store import TokenStore
@@ -45,9 +46,12 @@ def analyze_ambiguity(model: GroverModel, store: TokenStore, out: Path, split: s
     import matplotlib.pyplot as plt
 
     window_tokens = model.window_tokens
+    splits = list(dict.fromkeys(c["split"] for c in store.contigs))
+    if split not in splits:
+        raise AnalysisError(f"{store.path}: no split {split!r} (the store has {', '.join(splits)})")
     starts = evenly_spaced_windows(store, (split,), window_tokens, n_windows)
     if len(starts) == 0:
-        raise ValueError(f"{store.path}: split {split!r} has no window of {window_tokens} tokens")
+        raise AnalysisError(f"{store.path}: split {split!r} has no window of {window_tokens} tokens")
     count, total, squared = contextual_moments(model, store, starts, window_tokens)
     id_to_token = model.tokenizer.id_to_token
     ids = np.flatnonzero(count >= min_occurrences)
@@ -56,8 +60,7 @@ def analyze_ambiguity(model: GroverModel, store: TokenStore, out: Path, split: s
     spread = np.maximum(mean_squared_norm - (mean**2).sum(axis=1), 0.0)  # rounding can dip below 0
     variance = spread / model.hidden_size
     relative = spread / mean_squared_norm
-    with open(out / "ambiguity.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
+    with csv_writer(out / "ambiguity.csv") as writer:
         writer.writerow(["token_id", "token", "length", "occurrences", "variance", "relative_variance", "mean_norm"])
         for row, i in enumerate(ids):
             writer.writerow([i, id_to_token[i], len(id_to_token[i]), count[i], f"{variance[row]:.6g}",
@@ -71,6 +74,5 @@ def analyze_ambiguity(model: GroverModel, store: TokenStore, out: Path, split: s
              title="contextual variability of each token")
     right.boxplot([relative[lengths == n] for n in np.unique(lengths)], positions=np.unique(lengths))
     right.set(xlabel="token length (nt)", ylabel="relative variance")
-    figure.savefig(out / "ambiguity.png", dpi=120)
-    plt.close(figure)
+    save_figure(figure, out / "ambiguity.png")
     return out / "ambiguity.csv"

@@ -1,6 +1,7 @@
 """BED intervals as sorted, merged per-chromosome arrays, and point-in-interval lookups."""
 
 import gzip
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,24 @@ def covered_bases(intervals: dict[str, np.ndarray], chromosome: str, start: int,
     """Bases of [start, end) inside the chromosome's intervals."""
     table = intervals.get(chromosome, np.zeros((0, 2), np.int64))
     return int(np.clip(np.minimum(table[:, 1], end) - np.maximum(table[:, 0], start), 0, None).sum())
+
+
+def require_overlap(intervals: dict[str, np.ndarray], contigs: Iterable[dict], path: str | Path) -> None:
+    """AnalysisError unless at least one interval of the BED read from `path` overlaps a contig of
+    the store (`contigs`: dicts with chromosome, start, end). A BED of another genome or of another
+    part of it (e.g. the bundled hg19 chr20 slice's annotation on any other store) would otherwise
+    leave every token outside every interval, silently."""
+    contigs = list(contigs)
+    for contig in contigs:
+        table = intervals.get(contig["chromosome"])
+        if table is None or len(table) == 0:
+            continue
+        first = np.searchsorted(table[:, 1], contig["start"], side="right")  # first interval ending after start
+        if first < len(table) and table[first, 0] < contig["end"]:
+            return
+    names = list(dict.fromkeys(c["chromosome"] for c in contigs))
+    shown = ", ".join(names[:5]) + (f", ... ({len(names)} chromosomes)" if len(names) > 5 else "")
+    bed_names = list(intervals)
+    bed_shown = ", ".join(bed_names[:5]) + (f", ... ({len(bed_names)})" if len(bed_names) > 5 else "")
+    raise AnnotationError(f"{path}: no interval overlaps the store's sequence on {shown or 'no chromosome'} "
+                          f"(the BED covers {bed_shown or 'nothing'}); give an annotation of the store's genome")

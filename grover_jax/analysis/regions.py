@@ -16,14 +16,15 @@ regions of the store's train split and scored on its valid and test splits, so n
 sequence near what it is tested on. The baseline's features are the region's k-mer frequencies.
 """
 
-import csv
 import itertools
 from pathlib import Path
 
 import numpy as np
 
 from grover_jax import bundled
-from grover_jax.analysis.annotation import contains, read_bed
+from grover_jax.analysis import AnalysisError
+from grover_jax.analysis.annotation import contains, read_bed, require_overlap
+from grover_jax.analysis.atomic_output import csv_writer, save_figure
 from grover_jax.analysis.sampling import evenly_spaced_windows
 from grover_jax.analysis.statistics import balanced_accuracy, logistic_probe, principal_components
 from grover_jax.api import GroverModel
@@ -34,16 +35,22 @@ PROMOTER_FLANK = 1000
 TRAIN_SPLITS, TEST_SPLITS = ("train",), ("valid", "test")
 
 
-def load_annotation(annotation_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """The four tables the classes need, from a folder holding {tss,exons,hg19_repeats,genes}.bed.gz."""
+def load_annotation(annotation_dir: str | Path, contigs: list[dict] | None = None
+                    ) -> dict[str, dict[str, np.ndarray]]:
+    """The four tables the classes need, from a folder holding {tss,exons,hg19_repeats,genes}.bed.gz;
+    with a store's `contigs`, each table must have an interval on the store's sequence."""
     annotation_dir = Path(annotation_dir)
-    tss = read_bed(annotation_dir / "tss.bed.gz")
+    tables = {}
+    for name, file in (("tss", "tss"), ("exon", "exons"), ("repeat", "hg19_repeats"), ("intron", "genes")):
+        path = annotation_dir / f"{file}.bed.gz"
+        tables[name] = read_bed(path)
+        if contigs is not None:
+            require_overlap(tables[name], contigs, path)
+    tss = tables.pop("tss")
     return {
         "promoter": {c: np.stack([np.maximum(t[:, 0] - PROMOTER_FLANK, 0), t[:, 1] + PROMOTER_FLANK], 1)
                      for c, t in tss.items()},
-        "exon": read_bed(annotation_dir / "exons.bed.gz"),
-        "repeat": read_bed(annotation_dir / "hg19_repeats.bed.gz"),
-        "intron": read_bed(annotation_dir / "genes.bed.gz"),
+        **tables,
     }
 
 
@@ -72,7 +79,7 @@ def analyze_regions(model: GroverModel, store: TokenStore, out: Path, region_tok
     accuracy, balanced accuracy, majority-class accuracy), regions.png."""
     import matplotlib.pyplot as plt
 
-    annotation = load_annotation(annotation_dir)
+    annotation = load_annotation(annotation_dir, store.contigs)
     id_to_token = model.tokenizer.id_to_token
     rows, embeddings, kmers = [], [], []
     for role, splits in (("train", TRAIN_SPLITS), ("test", TEST_SPLITS)):
@@ -87,12 +94,12 @@ def analyze_regions(model: GroverModel, store: TokenStore, out: Path, region_tok
             embeddings.append(hidden.mean(axis=0))
             kmers.append(kmer_frequencies("".join(id_to_token[i] for i in ids), kmer))
     if not rows:
-        raise ValueError(f"{store.path}: no region of {region_tokens} tokens in the store")
+        raise AnalysisError(f"{store.path}: no region of {region_tokens} tokens in the store")
     labels = np.array([r[5] for r in rows])
     is_train = np.array([r[4] == "train" for r in rows])
     embeddings, kmers = np.stack(embeddings), np.stack(kmers)
     if is_train.all() or not is_train.any():
-        raise ValueError(f"{store.path}: the probe needs regions in both the train and the valid/test splits")
+        raise AnalysisError(f"{store.path}: the probe needs regions in both the train and the valid/test splits")
 
     y_train, y_test = labels[is_train], labels[~is_train]
     majority = np.bincount(y_train, minlength=len(CLASSES)).argmax()
@@ -101,8 +108,7 @@ def analyze_regions(model: GroverModel, store: TokenStore, out: Path, region_tok
         predicted = logistic_probe(features[is_train], y_train, features[~is_train], len(CLASSES))
         results.append((name, features.shape[1], float(np.mean(predicted == y_test)),
                         balanced_accuracy(y_test, predicted)))
-    with open(out / "probe.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
+    with csv_writer(out / "probe.csv") as writer:
         writer.writerow(["features", "n_features", "n_train", "n_test", "accuracy", "balanced_accuracy",
                          "majority_accuracy", "n_classes_test"])
         for name, n_features, accuracy, balanced in results:
@@ -110,8 +116,7 @@ def analyze_regions(model: GroverModel, store: TokenStore, out: Path, region_tok
                              f"{balanced:.6g}", f"{np.mean(y_test == majority):.6g}", len(np.unique(y_test))])
 
     scores, explained = principal_components(embeddings, 2)
-    with open(out / "regions.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
+    with csv_writer(out / "regions.csv") as writer:
         writer.writerow(["chromosome", "start", "end", "split", "class", "pc1", "pc2"])
         for (chromosome, start, end, split, _, label), (pc1, pc2) in zip(rows, scores):
             writer.writerow([chromosome, start, end, split, CLASSES[label], f"{pc1:.6g}", f"{pc2:.6g}"])
@@ -130,6 +135,5 @@ def analyze_regions(model: GroverModel, store: TokenStore, out: Path, region_tok
     right.axhline(1 / len(np.unique(y_test)), color="grey", linestyle="--", label="chance (balanced)")
     right.set(xticks=positions, xticklabels=names, ylim=(0, 1), title="held-out linear probe (valid+test)")
     right.legend()
-    figure.savefig(out / "regions.png", dpi=120)
-    plt.close(figure)
+    save_figure(figure, out / "regions.png")
     return out / "probe.csv"

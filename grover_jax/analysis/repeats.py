@@ -7,13 +7,13 @@ uppercase, so it carries no soft mask to use instead). Enrichment is that fracti
 fraction of all token occurrences inside repeats.
 """
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from grover_jax import bundled
-from grover_jax.analysis.annotation import contains, read_bed
+from grover_jax.analysis.annotation import contains, read_bed, require_overlap
+from grover_jax.analysis.atomic_output import csv_writer, save_figure
 from grover_jax.api import GroverModel
 from grover_jax.store import TokenStore
 from grover_jax.tokenizer import SPECIAL_TOKENS
@@ -39,13 +39,15 @@ def analyze_repeats(model: GroverModel, store: TokenStore, out: Path,
     `repeats_bed` defaults to the bundled hg19 RepeatMasker rows."""
     import matplotlib.pyplot as plt
 
-    total, inside = occurrences_in_repeats(store, read_bed(repeats_bed or bundled.annotation("hg19_repeats")))
+    repeats_bed = repeats_bed or bundled.annotation("hg19_repeats")
+    repeats = read_bed(repeats_bed)
+    require_overlap(repeats, store.contigs, repeats_bed)
+    total, inside = occurrences_in_repeats(store, repeats)
     background = inside.sum() / max(total.sum(), 1)
     id_to_token = model.tokenizer.id_to_token
     ids = np.array([i for i, t in enumerate(id_to_token) if t not in SPECIAL_TOKENS and total[i] > 0])
     fraction = inside[ids] / total[ids]
-    with open(out / "repeats.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
+    with csv_writer(out / "repeats.csv") as writer:
         writer.writerow(["token_id", "token", "length", "occurrences", "in_repeat", "fraction_in_repeat",
                          "enrichment"])
         for i, f in zip(ids, fraction):
@@ -62,6 +64,5 @@ def analyze_repeats(model: GroverModel, store: TokenStore, out: Path,
     right.hist(fraction, bins=40, color="tab:blue")
     right.axvline(background, color="grey", linestyle="--")
     right.set(xlabel="fraction of occurrences inside repeats", ylabel="tokens")
-    figure.savefig(out / "repeats.png", dpi=120)
-    plt.close(figure)
+    save_figure(figure, out / "repeats.png")
     return out / "repeats.csv"

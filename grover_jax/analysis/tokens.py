@@ -4,11 +4,11 @@ length: Spearman's rho of each principal axis with each property (GROVER Fig. 3)
 UMAP axes are added when umap-learn is installed; PCA is always computed.
 """
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
+from grover_jax.analysis.atomic_output import csv_writer, save_figure
 from grover_jax.analysis.statistics import principal_components, spearman
 from grover_jax.api import GroverModel
 from grover_jax.store import TokenStore
@@ -65,16 +65,14 @@ def analyze_tokens(model: GroverModel, store: TokenStore, out: Path, n_component
     if umap_scores is not None:
         axes.update({"umap1": umap_scores[:, 0], "umap2": umap_scores[:, 1]})
 
-    with open(out / "tokens.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
+    with csv_writer(out / "tokens.csv") as writer:
         writer.writerow(["token_id", "token", "count", *PROPERTIES, *axes])
         for row in range(len(table["token_id"])):
             writer.writerow([table["token_id"][row], table["token"][row], table["count"][row],
                              *(f"{table[p][row]:.6g}" for p in PROPERTIES),
                              *(f"{values[row]:.6g}" for values in axes.values())])
     rhos = np.array([[spearman(values, table[p]) for p in PROPERTIES] for values in axes.values()])
-    with open(out / "token_correlations.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
+    with csv_writer(out / "token_correlations.csv") as writer:
         writer.writerow(["axis", "explained_variance", "property", "spearman_rho", "n_tokens"])
         for a, axis in enumerate(axes):
             variance = f"{explained[a]:.6g}" if axis.startswith("pc") else ""
@@ -88,8 +86,7 @@ def analyze_tokens(model: GroverModel, store: TokenStore, out: Path, n_component
         panel.set(xlabel=f"PC1 ({explained[0]:.1%})", ylabel=f"PC2 ({explained[1]:.1%})",
                   title=f"{prop}: rho(PC1) {rhos[0, PROPERTIES.index(prop)]:+.2f}")
     figure.suptitle(f"token embeddings ({len(vectors)} tokens)")
-    figure.savefig(out / "tokens_pca.png", dpi=120)
-    plt.close(figure)
+    save_figure(figure, out / "tokens_pca.png")
 
     figure, panel = plt.subplots(figsize=(6, 0.5 * len(axes) + 1.5), constrained_layout=True)
     image = panel.imshow(rhos, cmap="coolwarm", vmin=-1, vmax=1)
@@ -97,6 +94,5 @@ def analyze_tokens(model: GroverModel, store: TokenStore, out: Path, n_component
     for (a, p), rho in np.ndenumerate(rhos):
         panel.text(p, a, f"{rho:+.2f}", ha="center", va="center", fontsize=8)
     figure.colorbar(image, ax=panel, label="Spearman rho")
-    figure.savefig(out / "token_correlations.png", dpi=120)
-    plt.close(figure)
+    save_figure(figure, out / "token_correlations.png")
     return out / "token_correlations.csv"

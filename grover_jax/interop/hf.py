@@ -11,12 +11,15 @@ are transposed, and attention projections fold their (heads, head_dim) axes into
     import  HF BERT MLM folder → run folder that `load_pretrained` accepts: config.json
             (configs/grover_base.py with the model fields of HF's config), tokenizer.json, and
             checkpoints/ holding step 0 = the imported parameters with a fresh AdamW state.
+    export  `grover finetune --out` folder (`export_finetuned`, or a classifier tree with
+            `export_classifier`) → HF BertForSequenceClassification folder.
 
 Import refuses, with one line naming the tensor, any tensor it does not know or whose shape
-differs from what the HF config implies. Tensors HF itself does not use in a BertForMaskedLM are
-dropped: the tied decoder copies (after checking they are tied), `bert.pooler.*` (HF drops it
-too), the NSP head `cls.seq_relationship.*` of BertForPreTraining checkpoints, and the
-`position_ids` buffer older transformers versions saved.
+differs from what the HF config implies, and a tokenizer.json without the five special tokens
+[PAD] [UNK] [CLS] [SEP] [MASK] at ids 0-4 (the numbering the programs here build inputs with).
+Tensors HF itself does not use in a BertForMaskedLM are dropped: the tied decoder copies (after
+checking they are tied), `bert.pooler.*` (HF drops it too), the NSP head `cls.seq_relationship.*`
+of BertForPreTraining checkpoints, and the `position_ids` buffer older transformers versions saved.
 """
 
 import json
@@ -37,7 +40,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.model import BertConfig, make_model
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification
-from grover_jax.tokenizer import PAD_ID, SPECIAL_TOKENS, load_tokenizer
+from grover_jax.tokenizer import PAD_ID, SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 
 MODEL_FILE = "model.safetensors"
 _QKV = ("query", "key", "value")
@@ -237,11 +240,13 @@ def read_hf_folder(hf_dir: str | Path) -> tuple[dict[str, Any], dict[str, np.nda
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise HfConversionError(f"{config_path}: unreadable ({error})") from None
+    if not isinstance(config, dict):
+        raise HfConversionError(f"{config_path}: not a JSON object")
     index = hf_dir / f"{MODEL_FILE}.index.json"
     if (hf_dir / MODEL_FILE).exists() or index.exists():
         from safetensors.numpy import load_file
 
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [MODEL_FILE]
+        files = _shard_files(index) if index.exists() else [MODEL_FILE]
         state = {}
         for name in files:
             try:
@@ -259,6 +264,78 @@ def read_hf_folder(hf_dir: str | Path) -> tuple[dict[str, Any], dict[str, np.nda
     else:
         raise HfConversionError(f"{hf_dir}: no {MODEL_FILE} or pytorch_model.bin")
     return config, {k: np.asarray(v, np.float32) for k, v in state.items()}
+
+
+def _shard_files(index: Path) -> list[str]:
+    """The safetensors files a sharded folder's model.safetensors.index.json maps tensors to."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = sorted(set(weight_map.values()))
+    except json.JSONDecodeError as error:
+        raise HfConversionError(f"{index}: unreadable ({error})") from None
+    except (KeyError, TypeError, AttributeError):
+        raise HfConversionError(f"{index}: no weight_map of tensor name -> file") from None
+    if not files or not all(isinstance(f, str) and f and Path(f).name == f for f in files):
+        raise HfConversionError(f"{index}: weight_map must name safetensors files of the folder")
+    return files
+
+
+def _tensor_names(hf_dir: Path) -> list[str]:
+    """Names of an HF folder's tensors, from the safetensors headers or the index (no tensor read)."""
+    index = hf_dir / f"{MODEL_FILE}.index.json"
+    if index.exists():
+        _shard_files(index)  # a readable index with a weight_map, or HfConversionError
+        return list(json.loads(index.read_text())["weight_map"])
+    if (hf_dir / MODEL_FILE).exists():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(hf_dir / MODEL_FILE, "np") as handle:
+                return list(handle.keys())
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own untyped errors
+            raise HfConversionError(f"{hf_dir / MODEL_FILE}: unreadable safetensors file ({error})") from None
+    return list(read_hf_folder(hf_dir)[1])
+
+
+def hf_architecture(hf_dir: str | Path) -> str:
+    """The HF class an HF BERT folder holds: config.json's `architectures[0]`, or, where the config
+    names none (older or hand-written configs), BertForMaskedLM when it has the MLM head's
+    cls.predictions.* tensors and BertForSequenceClassification when it has classifier.*."""
+    hf_dir = Path(hf_dir)
+    config_path = hf_dir / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except FileNotFoundError:
+        raise HfConversionError(f"{hf_dir}: not a HuggingFace model folder (no config.json)") from None
+    except json.JSONDecodeError as error:
+        raise HfConversionError(f"{config_path}: unreadable ({error})") from None
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
+        return architectures[0]
+    names = _tensor_names(hf_dir)
+    if any(name.startswith("cls.predictions.") for name in names):
+        return "BertForMaskedLM"
+    if "classifier.weight" in names:
+        return "BertForSequenceClassification"
+    raise HfConversionError(f"{config_path}: no architectures, and the tensors hold neither an MLM head "
+                            "(cls.predictions.*) nor a classifier (classifier.*)")
+
+
+def require_special_tokens(tokenizer: GenomeTokenizer, where: str | Path, numbered: bool = False) -> dict[str, int]:
+    """{name: id} of [PAD] [UNK] [CLS] [SEP] [MASK], looked up by name in the tokenizer's vocabulary;
+    HfConversionError naming the ones missing. With `numbered`, they must also be ids 0-4, the
+    numbering pretraining, next-k-mer and fine-tuning build their inputs with."""
+    missing = [token for token in SPECIAL_TOKENS if token not in tokenizer.vocab]
+    if missing:
+        raise HfConversionError(f"{where}: the tokenizer lacks the special token(s) {', '.join(missing)} "
+                                f"(a BERT tokenizer needs {' '.join(SPECIAL_TOKENS)})")
+    ids = {token: tokenizer.vocab[token] for token in SPECIAL_TOKENS}
+    if numbered and list(ids.values()) != list(range(len(SPECIAL_TOKENS))):
+        raise HfConversionError(
+            f"{where}: special tokens at ids {', '.join(f'{t}={i}' for t, i in ids.items())}; the programs here "
+            f"need {', '.join(f'{t}={i}' for i, t in enumerate(SPECIAL_TOKENS))} "
+            "(grover_jax.load() reads the HF folder as it is)")
+    return ids
 
 
 def _tokenizer_files(tokenizer_path: Path, model_max_length: int) -> dict[str, str]:
@@ -315,8 +392,9 @@ def export_pretrained(run_dir: str | Path, out: str | Path, step: int | str = "b
 
 def export_classifier(params: Any, model_config: ml_collections.ConfigDict | BertConfig, num_labels: int,
                       pooling: str, tokenizer_path: str | Path, out: str | Path,
-                      overwrite: bool = False) -> Path:
-    """A fine-tuned `BertForSequenceClassification` tree (bert.py) as HF's class of that name.
+                      overwrite: bool = False, class_names: list[str] | None = None) -> Path:
+    """A fine-tuned `BertForSequenceClassification` tree (bert.py) as HF's class of that name;
+    `class_names` (distinct strings, one per label) become config.json's id2label, else LABEL_i.
 
     Only "cls" pooling has an HF counterpart (pooler dense+tanh on [CLS], then the classifier);
     a "mean"-pooled head is refused rather than exported to a model that computes something else.
@@ -334,12 +412,39 @@ def export_classifier(params: Any, model_config: ml_collections.ConfigDict | Ber
     if params["classifier"]["bias"].shape != (num_labels,):
         raise HfConversionError(f"params: classifier has {params['classifier']['bias'].shape[0]} labels, "
                                 f"num_labels={num_labels}")
-    labels = {str(i): f"LABEL_{i}" for i in range(num_labels)}
-    config = hf_config(cfg, "BertForSequenceClassification", num_labels=num_labels, id2label=labels,
-                       label2id={v: int(k) for k, v in labels.items()}, classifier_dropout=None)
+    names = [str(name) for name in class_names or ()]
+    if len(names) != num_labels or len(set(names)) != num_labels:
+        names = [f"LABEL_{i}" for i in range(num_labels)]
+    labels = dict(enumerate(names))
+    config = hf_config(cfg, "BertForSequenceClassification", num_labels=num_labels,
+                       id2label={str(i): name for i, name in labels.items()},
+                       label2id={name: i for i, name in labels.items()}, classifier_dropout=None)
     files = {"config.json": json.dumps(config, indent=2),
              **_tokenizer_files(Path(tokenizer_path), cfg.max_position_embeddings)}
     return _write_folder_atomically(Path(out), files, flax_to_hf(params), overwrite)
+
+
+def export_finetuned(ft_dir: str | Path, out: str | Path, overwrite: bool = False
+                     ) -> tuple[Path, Any, BertConfig]:
+    """`grover export-hf` of a `grover finetune --out` folder (finetune.json, tokenizer.json,
+    best/params.npz): its best classifier as BertForSequenceClassification, labelled with the
+    task's class names. Returns (out, params, encoder config) for the parity check."""
+    from grover_jax.programs.finetune import load_params
+
+    ft_dir = Path(ft_dir)
+    for required in ("finetune.json", "tokenizer.json", "best/params.npz"):
+        if not (ft_dir / required).exists():
+            raise HfConversionError(f"{ft_dir}: not a fine-tuning folder ({required} is missing)")
+    try:
+        meta = json.loads((ft_dir / "finetune.json").read_text())
+        cfg = BertConfig(**meta["encoder"])
+        num_labels, pooling = int(meta["num_classes"]), meta["config"]["model"]["pooling"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise HfConversionError(f"{ft_dir / 'finetune.json'}: unreadable ({type(error).__name__}: {error})") from None
+    params = load_params(ft_dir / "best" / "params.npz")
+    out = export_classifier(params, cfg, num_labels, pooling, ft_dir / "tokenizer.json", out, overwrite,
+                            class_names=meta.get("class_names"))
+    return out, params, cfg
 
 
 def _template(model: BertForMaskedLM | BertForSequenceClassification) -> Any:
@@ -377,6 +482,7 @@ def import_masked_lm(hf_dir: str | Path, out: str | Path, overwrite: bool = Fals
     if not (hf_dir / "tokenizer.json").exists():
         raise HfConversionError(f"{hf_dir}: no tokenizer.json (a BPE tokenizer.json is needed to tokenize DNA)")
     tokenizer = load_tokenizer(hf_dir / "tokenizer.json")
+    require_special_tokens(tokenizer, hf_dir / "tokenizer.json", numbered=True)
     if tokenizer.vocab_size > cfg.vocab_size:
         raise HfConversionError(f"{hf_dir}: tokenizer.json has {tokenizer.vocab_size} tokens, "
                                 f"the model's vocab_size is {cfg.vocab_size}")
@@ -421,17 +527,28 @@ def logits_parity(hf_dir: str | Path, params: Any, model_config: BertConfig, tok
                   sequences: Iterable[str] | None = None) -> float:
     """Max |PyTorch logits − Flax logits| over real-token positions of `sequences` (default:
     `parity_sequences`), with the HF folder loaded by transformers' Auto classes, offline.
-    The folder's architecture (MaskedLM or SequenceClassification) picks the Flax model."""
+    The folder's architecture (MaskedLM or SequenceClassification, `hf_architecture`) picks the
+    Flax model. The HF tokenizer must also give the ids the Flax model's own tokenizer
+    (`tokenizer_path`) gives, else HfConversionError: equal logits on inputs the two sides
+    would tokenize differently prove nothing about the folder a user loads."""
     import torch
     import transformers
 
     hf_dir = Path(hf_dir)
-    architecture = json.loads((hf_dir / "config.json").read_text())["architectures"][0]
+    architecture = hf_architecture(hf_dir)
     tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
     max_len = model_config.max_position_embeddings
     texts = list(sequences) if sequences is not None else parity_sequences(max_len - 2)
     batch = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="np")
     ids, mask = batch["input_ids"].astype(np.int32), batch["attention_mask"].astype(np.int32)
+    ours = load_tokenizer(tokenizer_path)
+    for row, text in enumerate(texts):
+        expected = ours.encode(text)
+        if len(expected) > max_len:  # truncated as HF truncates one sequence: [SEP] kept last
+            expected = [*expected[: max_len - 1], expected[-1]]
+        if ids[row, mask[row].astype(bool)].tolist() != expected:
+            raise HfConversionError(f"{hf_dir}: AutoTokenizer's ids differ from {tokenizer_path}'s on "
+                                    f"sequence {row} ({text[:20]}...)")
     if architecture == "BertForSequenceClassification":
         hf = transformers.AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
         flax_model = BertForSequenceClassification(model_config, hf.config.num_labels, "cls")
