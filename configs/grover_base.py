@@ -35,6 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.initializer_range = 0.02
     config.model.compute_dtype = "float32"  # "bfloat16": bf16 compute, f32 params and loss
     config.model.remat = False
+    config.model.attention_implementation = "auto"  # cuDNN flash attention on GPUs with bf16 (see model/config.py)
 
     config.data = ml_collections.ConfigDict()
     config.data.store = ""  # token store directory; empty = <workdir>/../store or the pipeline's
@@ -58,6 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.eps = 1e-6  # UNVERIFIED (DNABERT)
     config.train.weight_decay = 0.01  # UNVERIFIED (DNABERT)
     config.train.clip_norm = 1.0
+    config.train.peak_flops = 0.0  # per-device peak FLOP/s for MFU; 0 = the known chip's bf16 data-sheet peak
     config.train.log_every = 50
     config.train.eval_every = 2_000
     config.train.checkpoint_every = 2_000

@@ -121,6 +121,14 @@ def _gathered_table(table_NxD: Array) -> Array:
     return nn.with_logical_constraint(table_NxD, (None, None))
 
 
+def _use_cudnn_attention(cfg: BertConfig, dtype: Any) -> bool:
+    """cuDNN fused attention needs a GPU and half-precision inputs, and has no dropout on the
+    probabilities (so attention dropout > 0 in training takes the spelled-out path)."""
+    if cfg.attention_implementation != "auto":
+        return cfg.attention_implementation == "cudnn"
+    return jax.default_backend() == "gpu" and dtype in (jnp.bfloat16, jnp.float16)
+
+
 def _gelu(x: Array) -> Array:
     # HF hidden_act="gelu" is the exact erf form, not the tanh approximation.
     return jax.nn.gelu(x, approximate=False)
@@ -205,6 +213,14 @@ class BertSelfAttention(nn.Module):
             probs_BxHxLxL = nn.Dropout(cfg.attention_dropout)(probs_BxHxLxL, deterministic=False)
             out_BxLxHxK = jnp.einsum(
                 "bhqs,bshk->bqhk", probs_BxHxLxL.astype(v_BxLxHxK.dtype), v_BxLxHxK
+            )
+        elif _use_cudnn_attention(cfg, q_BxLxHxK.dtype):
+            # cuDNN's fused kernel takes padding as lengths: batches here are right-padded
+            # ([CLS] tokens [SEP] [PAD]...), so the real keys are the first `length` positions.
+            lengths_B = jnp.sum(attention_mask_BxL, axis=-1).astype(jnp.int32)
+            out_BxLxHxK = jax.nn.dot_product_attention(
+                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_value_seq_lengths=lengths_B,
+                implementation="cudnn",
             )
         else:
             # The XLA implementation takes logits and softmax in float32 even for bf16 inputs.

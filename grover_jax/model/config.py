@@ -21,6 +21,9 @@ class BertConfig:
     initializer_range: float = 0.02
     compute_dtype: str = "float32"
     remat: bool = False
+    # "auto": cuDNN fused (flash) attention on GPUs with bf16 compute and no attention dropout,
+    # XLA's attention elsewhere; "xla" or "cudnn" force one.
+    attention_implementation: str = "auto"
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -31,6 +34,11 @@ class BertConfig:
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise ValueError(
                 f"model.compute_dtype={self.compute_dtype!r}: use 'float32' or 'bfloat16'"
+            )
+        if self.attention_implementation not in ("auto", "xla", "cudnn"):
+            raise ValueError(
+                f"model.attention_implementation={self.attention_implementation!r}: "
+                "use 'auto', 'xla' or 'cudnn'"
             )
         if self.vocab_size <= 0:
             raise ValueError("vocab_size must be positive (take it from the tokenizer)")
@@ -55,4 +63,5 @@ class BertConfig:
             initializer_range=model_cfg.initializer_range,
             compute_dtype=model_cfg.compute_dtype,
             remat=model_cfg.remat,
+            attention_implementation=model_cfg.get("attention_implementation", "auto"),
         )

@@ -34,6 +34,7 @@ RESUME_SECTIONS = ("seed", "model", "data", "train")
 RESUME_FREE_FIELDS = frozenset(
     {
         "model.remat",
+        "model.attention_implementation",
         "data.store",
         "data.eval_batches",
         "train.grad_accum_steps",
@@ -41,6 +42,7 @@ RESUME_FREE_FIELDS = frozenset(
         "train.eval_every",
         "train.checkpoint_every",
         "train.keep_checkpoints",
+        "train.peak_flops",
     }
 )
 _VALID_LOSS = "valid_loss"
