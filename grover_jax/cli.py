@@ -153,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--window", type=int, default=300, help="scan window in bp")
     predict.add_argument("--stride", type=int, default=50, help="scan stride in bp")
     predict.add_argument("--batch-size", type=int, default=64)
+
+    compile_ = stages.add_parser("compile", help="compile the pretraining step ahead of time for a TPU slice "
+                                                 "(no TPU needed): memory per chip, FLOPs, expected tokens/s")
+    compile_.add_argument("--config", default="grover_base", help="configs/*.py file or bundled config name")
+    compile_.add_argument("--topology", required=True,
+                          help="TPU slice: v5e:16x16, v4:2x2x1, v5p:4x4x4 ... or an accelerator type (v5e-256, v4-8)")
+    compile_.add_argument("--slices", type=int, default=1, help="slices joined over DCN (data parallel across them)")
+    compile_.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
+    compile_.add_argument("--vocab-size", type=int, default=0,
+                          help="vocabulary size (default: the config's, else 609 = GROVER's 600 cycles + 4 bases + 5 specials)")
+    compile_.add_argument("--tokenizer", help="take the vocabulary size from this tokenizer.json (or its folder)")
+    compile_.add_argument("--mfu", type=float, default=0.5, help="model FLOPs utilisation assumed for tokens/s")
     return parser
 
 
@@ -255,6 +267,22 @@ def main(argv: list[str] | None = None) -> int:
             out = predict_regions(args.checkpoint, args.fasta, args.bed, args.out, args.scan, args.window,
                                   args.stride, args.batch_size)
             print(f"predict: {out}")
+        elif args.stage == "compile":
+            from grover_jax.configuration import load_config
+            from grover_jax.programs.compile import CompileSetupError, StepDoesNotFitError, compile_pretraining
+
+            vocab_size = args.vocab_size
+            if args.tokenizer:
+                from grover_jax.tokenizer import load_tokenizer
+
+                vocab_size = load_tokenizer(args.tokenizer).vocab_size
+            try:
+                report = compile_pretraining(load_config(args.config, args.overrides), args.topology,
+                                             args.slices, vocab_size)
+            except (CompileSetupError, StepDoesNotFitError) as error:
+                print(f"grover: error: {error}", file=sys.stderr)
+                return 1
+            print(report.summary(args.mfu))
     except USER_ERRORS as error:
         print(f"grover: error: {error}", file=sys.stderr)
         return 2

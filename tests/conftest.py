@@ -1,8 +1,14 @@
 """Shared fixtures. Tests read the bundled real chr20 slice (always present) and, where marked
 `shared_data`, the project's ../shared/data folder, skipping cleanly where it is absent."""
 
+import importlib.util
 import os
 from pathlib import Path
+
+# With libtpu installed (the [tpu] extra, for `grover compile`) JAX would look for a local TPU at
+# start-up, log errors and take libtpu's one-process lock; the suite runs on the CPU.
+if importlib.util.find_spec("libtpu") is not None:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest
 

@@ -67,8 +67,11 @@ def make_mesh(
     # Multi-slice TPUs number their slices; elsewhere (GPU nodes, CPU processes) every device
     # reports slice 0, and the process is the unit that sits across the network.
     n_slices = len({getattr(d, "slice_index", 0) for d in devices})
+    # Splitting physical axes lets e.g. fsdp=64 × tensor=4 lie on a 16x16 v5e slice, as
+    # jax.make_mesh allows for one slice.
     device_array = mesh_utils.create_hybrid_device_mesh(
-        ici_shape, (dcn_data, 1, 1), devices, process_is_granule=n_slices != dcn_data
+        ici_shape, (dcn_data, 1, 1), devices, process_is_granule=n_slices != dcn_data,
+        allow_split_physical_axes=True,
     )
     return Mesh(device_array, MESH_AXES, axis_types=axis_types)
 

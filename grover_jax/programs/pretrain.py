@@ -13,9 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+import optax
+from flax.training.train_state import TrainState
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from grover_jax.data.mlm import MaskingConfig, MlmBatches, eval_batches
@@ -117,6 +121,17 @@ def _process_rows(global_batch: int) -> slice:
     return slice(index * per_process, (index + 1) * per_process)
 
 
+def pretraining_program(config: ml_collections.ConfigDict, vocab_size: int, devices: list | None = None
+                        ) -> tuple[Mesh, nn.Module, optax.GradientTransformation, TrainState]:
+    """(mesh, model, optimizer, train-state shardings) of a pretraining run over `devices` (default:
+    all). `grover pretrain` trains with them; `grover compile` compiles the same step for the
+    devices of a TPU topology."""
+    mesh = make_mesh(config.mesh, devices)
+    model = make_model(config.model, vocab_size)
+    optimizer = make_optimizer(config.train)
+    return mesh, model, optimizer, train_state_sharding(model, optimizer, mesh)
+
+
 def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path: str | Path | None = None,
              progress: bool = True, auto_distributed: bool = False) -> dict[str, Any]:
     """Train to `config.train.num_steps` (resuming from `workdir/checkpoints`); returns the final metrics."""
@@ -133,20 +148,17 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
         (workdir / "tokenizer.json").write_bytes(store.tokenizer.path.read_bytes())
 
-    mesh = make_mesh(config.mesh)
-    model = make_model(config.model, store.vocab_size)
-    optimizer = make_optimizer(config.train)
+    mesh, model, optimizer, state_sharding = pretraining_program(config, store.vocab_size)
     checkpoints = Checkpointer(workdir.absolute() / "checkpoints", config, store.tokenizer_sha256)
     step = 0
     if checkpoints.latest_step() is not None:
         # Restore straight into the sharded layout: no freshly initialised copy alongside.
         state, data_state = checkpoints.restore(abstract_train_state(model, optimizer, mesh))
-        state_sharding = train_state_sharding(model, optimizer, mesh)
         step = int(data_state["step"])
         if is_main:
             print(f"resuming from step {step} ({workdir / 'checkpoints'})")
     else:
-        state, state_sharding = create_train_state(model, optimizer, mesh, config.seed)
+        state, _ = create_train_state(model, optimizer, mesh, config.seed)
     train_step = compile_train_step(config.train, config.model, mesh, state_sharding)
     eval_fn = compile_eval_step(model.apply, mesh, state_sharding.params)
     log = MetricsLog(workdir, step, is_main)
