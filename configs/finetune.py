@@ -26,6 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict()
     config.model.pooling = "cls"  # "cls" (HF BertForSequenceClassification) or "mean"
+    config.model.pretrained = True  # false: the same encoder randomly initialised (does pretraining help?)
     config.model.classifier_dropout = 0.1
     config.model.max_tokens = 0  # 0: the encoder's max_position_embeddings
 

@@ -3,6 +3,7 @@ starting from the shared tiny pretrained run."""
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,8 +11,11 @@ import pytest
 from grover_jax.cli import main
 from grover_jax.configuration import load_config
 from grover_jax.data.tasks import FinetuneError
+from grover_jax.model import BertForSequenceClassification
+from grover_jax.pretrained import load_pretrained
 from grover_jax.programs.finetune import (
     class_weights,
+    classifier_params,
     finetune,
     load_params,
     predict_regions,
@@ -101,3 +105,16 @@ def test_class_weighted_loss_counts_each_class_equally():
     expected = (weights[0] * nll[:3].sum()) / (3 * weights[0])
     assert float(weighted_loss(logits, batch, jnp.asarray(weights))) == pytest.approx(expected, rel=1e-6)
     assert np.array_equal(class_weights(labels, 2, weighted=False), [1.0, 1.0])
+
+
+def test_classifier_params_keep_the_pretrained_encoder_and_draw_a_new_head(pretrained_run):
+    pretrained = load_pretrained(pretrained_run)
+    model = BertForSequenceClassification(pretrained.model_config, 2, "cls")
+    params = classifier_params(model, pretrained.encoder_params, seed=0)
+    for name in ("embeddings", "encoder"):
+        for ours, theirs in zip(jax.tree.leaves(params["bert"][name]), jax.tree.leaves(pretrained.encoder_params[name])):
+            assert np.array_equal(ours, theirs)
+    assert np.all(params["classifier"]["bias"] == 0) and 0.015 < params["bert"]["pooler"]["dense"]["kernel"].std() < 0.025
+    scratch = classifier_params(model, None, seed=0)  # the no-pretraining control
+    assert np.all(scratch["bert"]["embeddings"]["LayerNorm"]["scale"] == 1)
+    assert 0.015 < scratch["bert"]["embeddings"]["word_embeddings"]["embedding"].std() < 0.025

@@ -251,12 +251,14 @@ def _bert_apply(model: BertForSequenceClassification) -> ApplyFn:
     return apply
 
 
-def classifier_params(model: BertForSequenceClassification, encoder_params: dict, seed: int) -> dict:
+def classifier_params(model: BertForSequenceClassification, encoder_params: dict | None, seed: int) -> dict:
     """The classifier's parameters: the pretrained embeddings and encoder layers, and a new head.
 
     The head (HF's pooler for "cls", and the classifier) is drawn as HF initialises it, N(0, 0.02)
-    kernels and zero biases; the MLM model has no pooler (as HF's BertForMaskedLM). Nothing runs
-    the model here: `eval_shape` gives the expected tree, so a mismatch is caught without compiling.
+    kernels and embeddings, unit LayerNorm scales, zero biases; the MLM model has no pooler (as
+    HF's BertForMaskedLM). `encoder_params=None` draws the encoder the same way: the
+    no-pretraining control. Nothing runs the model here: `eval_shape` gives the expected tree, so
+    a mismatch is caught without compiling.
     """
     ids_1x1 = jnp.zeros((1, 1), jnp.int32)
     expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids_1x1, ids_1x1))["params"]
@@ -267,11 +269,17 @@ def classifier_params(model: BertForSequenceClassification, encoder_params: dict
 
     def new_leaf(path, shape_dtype):
         name = path[-1].key
-        if name == "kernel":
+        # Embedding tables are drawn only for the no-pretraining control: a pretrained encoder
+        # replaces them, and skipping the draw keeps its head's initialisation unchanged.
+        if name == "kernel" or (name == "embedding" and encoder_params is None):
             return rng.normal(0.0, std, shape_dtype.shape).astype(shape_dtype.dtype)
+        if name == "scale":
+            return np.ones(shape_dtype.shape, shape_dtype.dtype)
         return np.zeros(shape_dtype.shape, shape_dtype.dtype)
 
     params = jax.tree_util.tree_map_with_path(new_leaf, expected)
+    if encoder_params is None:
+        return params
     for name in ("embeddings", "encoder"):
         theirs = jax.tree.map(np.asarray, encoder_params[name])
         ours = params["bert"][name]
@@ -375,7 +383,8 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
     tx = make_optimizer(config.train, steps_per_epoch * config.train.max_epochs, config.train.learning_rate)
     model = BertForSequenceClassification(model_cfg, num_classes, config.model.pooling,
                                           config.model.classifier_dropout)
-    params = classifier_params(model, pretrained.encoder_params, config.seed)
+    params = classifier_params(model, pretrained.encoder_params if config.model.pretrained else None,
+                               config.seed)
     state = TrainState.create(apply_fn=_bert_apply(model), params=params, tx=tx)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -398,8 +407,10 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
     test_labels = inputs["test"]["labels"]
     probabilities = predict_probabilities(state.apply_fn, jax.device_put(result.params, replicated(mesh)),
                                           test_inputs, batch_size, mesh)
+    name = f"GROVER-jax ({config.model.pooling} pooling)" if config.model.pretrained else (
+        f"same encoder, not pretrained ({config.model.pooling} pooling)")
     models = {
-        f"GROVER-jax ({config.model.pooling} pooling)": {
+        name: {
             "test": evaluate(test_labels, probabilities, config.eval, config.seed),
             "valid": result.valid, "best_step": result.best_step, "steps": result.steps,
             "seconds": round(result.seconds, 1)},
