@@ -41,7 +41,7 @@ CONSTRUCTION = {
     "promscan": (
         "Windows of `window` bp tiled over `span` bp around every TSS (grid offset random per TSS), "
         "forward strand; label 1 when the window holds any annotated TSS. Unbalanced. Paper: 1 kb "
-        "windows over 10 kb; the bundled results use 500 bp over 5 kb when the model has 128 positions "
+        "windows over 10 kb; the tiny model's results use 400 bp over 4 kb, since it has 128 positions "
         "(a 1 kb window is ~250 tokens)."
     ),
     "ctcf": (
