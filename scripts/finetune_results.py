@@ -21,7 +21,8 @@ def cell(entry: dict, metric: str) -> str:
 
 
 def main(folders: list[str]) -> None:
-    print("| task (genome) | test n (labels) | model | " + " | ".join(METRICS) + " | paper MCC: GROVER / best other / TF-IDF |")
+    print("| run: task (genome) | test n (labels) | model | " + " | ".join(METRICS)
+          + " | paper MCC %: GROVER / best other / TF-IDF |")
     print("|---|---|---|" + "---|" * len(METRICS) + "---|")
     for folder in folders:
         results = json.loads((Path(folder) / "results.json").read_text())
@@ -30,7 +31,7 @@ def main(folders: list[str]) -> None:
         labels = ", ".join(f"{task['class_names'][int(k)]} {v}" for k, v in task["labels"]["test"].items())
         for i, (name, entry) in enumerate(results["models"].items()):
             first = i == 0
-            print(f"| {task['name'] + ' (' + task['source'] + ')' if first else ''} "
+            print(f"| {Path(folder).name + ': ' + task['name'] + ' (' + task['source'] + ')' if first else ''} "
                   f"| {str(task['test_examples']) + ' (' + labels + ')' if first else ''} | {name} | "
                   + " | ".join(cell(entry, m) for m in METRICS)
                   + f" | {' / '.join(map(str, paper)) if first and paper else ''} |")
