@@ -139,9 +139,13 @@ def topology_devices(topology: Topology, num_slices: int = 1) -> list:
 
     # v4 and v5p chips have two TensorCores that JAX drives as one device ("megacore").
     chip_config = {"chip_config_name": "megacore"} if topology.chip.cores_per_chip == 2 else {}
+    # A host drives up to 2x2 chips; a smaller slice (v5e:1x1) is one smaller host.
+    grid = [int(n) for n in topology.shape.split("x")]
+    host_bounds = [min(grid[0], 2), min(grid[1], 2), 1]
     try:
         description = topologies.get_topology_desc(
-            topology_name=topology.name, platform="tpu", num_slices=num_slices, **chip_config)
+            topology_name=topology.name, platform="tpu", num_slices=num_slices,
+            chips_per_host_bounds=host_bounds, **chip_config)
     except (RuntimeError, ValueError) as error:  # libtpu's, without a class of their own
         raise CompileSetupError(f"--topology {topology.name}: libtpu cannot describe it "
                                 f"({str(error).splitlines()[0]})") from None
