@@ -129,3 +129,11 @@ def test_without_libtpu_compile_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(compile_program.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(CompileSetupError, match=r'pip install -e "\.\[tpu\]"'):
         compile_program.topology_devices(parse_topology("v5e:2x2"))
+
+
+@needs_libtpu
+def test_two_slices_put_the_data_axis_across_them():
+    report = compile_pretraining(load_config("tiny", [*FSDP_TENSOR, "train.batch_size=8", "data.seq_len=64"]),
+                                 "v5e:2x2", num_slices=2)
+    assert report.num_chips == 8 and report.fits
+    assert report.mesh_shape == {"data": 2, "fsdp": 2, "tensor": 2}
