@@ -22,6 +22,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     HfConversionError, AnalysisError, PretrainedError, NextKmerError,
     TaskDataError, FinetuneError,
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+    FloatingPointError,  # a diverged run: pretraining names the step and the loss
 )
 
 

@@ -92,7 +92,15 @@ def bench_torch(config, batches: list[dict], vocab_size: int, warmup: int, steps
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=t.learning_rate, betas=(t.b1, t.b2), eps=t.eps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / t.warmup_steps, 1.0))
+    # The JAX side's schedule (train/optimizer.py): linear warm-up from 0, then linear decay to 0 at
+    # num_steps. LambdaLR's factor at scheduler step s applies to update s, like optax's
+    # count, which starts at 0: both sides use the same rate at every update.
+    def rate_factor(step: int) -> float:
+        if step < t.warmup_steps:
+            return step / t.warmup_steps
+        return max(0.0, (t.num_steps - step) / (t.num_steps - t.warmup_steps))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate_factor)
     device_batches = []
     for b in batches:
         labels = np.where(b["mlm_weights"] > 0, b["mlm_labels"], -100)

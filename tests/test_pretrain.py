@@ -95,8 +95,40 @@ def test_a_checkpoint_from_a_different_config_is_refused(store_dir, tmp_path):
     pretrain(config, tmp_path / "run", store_dir, progress=False)
     changed = load_config("tiny", TINY + ["train.num_steps=4", "train.checkpoint_every=4", "train.eval_every=4",
                                           "model.num_layers=3"])
+    config_file = (tmp_path / "run" / "config.json").read_text()
     with pytest.raises(CheckpointMismatchError, match="model.num_layers: checkpoint 2, now 3"):
         pretrain(changed, tmp_path / "run", store_dir, progress=False)
+    # The refused run left the folder describing its checkpoints, not itself.
+    assert (tmp_path / "run" / "config.json").read_text() == config_file
+
+
+def test_rerunning_a_finished_run_trains_nothing_and_reports_its_evaluation(store_dir, tmp_path):
+    config = load_config("tiny", TINY + ["train.num_steps=4", "train.checkpoint_every=4", "train.eval_every=4"])
+    first = pretrain(config, tmp_path / "run", store_dir, progress=False)
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text()
+    again = pretrain(config, tmp_path / "run", store_dir, progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == rows
+    assert again["valid"] == first["valid"]
+
+
+def test_bad_pretraining_input_is_one_line_on_the_command_line(store_dir, tmp_path):
+    from grover_jax.cli import main
+
+    cases = [
+        (["--set", "mesh.data=3"], "mesh"),  # 3 does not divide the devices
+        (["--set", "data.eval_batches=1", "--set", "train.batch_size=100000"], "windows"),
+    ]
+    for extra, word in cases:
+        args = ["pretrain", "--workdir", str(tmp_path / word), "--store", str(store_dir),
+                *[a for s in TINY for a in ("--set", s)], "--set", "train.num_steps=3", *extra]
+        process = subprocess.run([sys.executable, "-m", "grover_jax.cli", *args], capture_output=True, text=True,
+                                 env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        lines = [line for line in process.stderr.splitlines() if line.startswith("grover: error:")]
+        assert process.returncode == 2, process.stderr[-2000:]
+        assert len(lines) == 1 and word in lines[0], process.stderr[-2000:]
+    missing = subprocess.run([sys.executable, "-m", "grover_jax.cli", "pretrain", "--workdir", str(tmp_path / "x")],
+                             capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert missing.returncode == 2 and "no token store" in missing.stderr
 
 
 def _free_port() -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from grover_jax.store import TokenStore
+from grover_jax.configuration import ConfigError
 from grover_jax.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
 
 N_SPECIAL = len(SPECIAL_TOKENS)
@@ -89,7 +90,7 @@ class MlmBatches:
         self.window_tokens = config.seq_len - 2
         self.window_starts = store.window_starts(split, self.window_tokens)
         if len(self.window_starts) == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{store.path}: split '{split}' has no contig of {self.window_tokens} tokens: "
                 "use a shorter data.seq_len or a larger split"
             )

@@ -9,10 +9,12 @@ import ml_collections
 from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh
 
+from grover_jax.configuration import ConfigError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 
-class MeshConfigError(ValueError):
+class MeshConfigError(ConfigError):
     """config.mesh does not fit the devices present."""
 
 

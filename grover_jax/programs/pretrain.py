@@ -22,6 +22,7 @@ from flax.training.train_state import TrainState
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from grover_jax.configuration import ConfigError
 from grover_jax.data.mlm import MaskingConfig, MlmBatches, eval_batches
 from grover_jax.model import make_model
 from grover_jax.parallel import initialize_distributed, make_mesh, shard_batch
@@ -60,8 +61,7 @@ class MetricsLog:
         if not enabled:
             return
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            kept = [line for line in self.path.read_text().splitlines() if _logged_step(line) <= resume_step]
             temporary = self.path.with_suffix(".jsonl.tmp")
             temporary.write_text("".join(line + "\n" for line in kept))
             os.replace(temporary, self.path)
@@ -81,6 +81,14 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; a line torn by a kill mid-write counts as after any step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def most_frequent_train_token(store: TokenStore, max_tokens: int = 10_000_000) -> int:
@@ -116,7 +124,7 @@ def evaluate(eval_fn, params, store: TokenStore, masking: MaskingConfig, config,
 def _process_rows(global_batch: int) -> slice:
     n, index = jax.process_count(), jax.process_index()
     if global_batch % n:
-        raise ValueError(f"train.batch_size {global_batch} does not split over {n} processes")
+        raise ConfigError(f"train.batch_size={global_batch} does not split over {n} processes")
     per_process = global_batch // n
     return slice(index * per_process, (index + 1) * per_process)
 
@@ -138,27 +146,34 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
     if not jax.distributed.is_initialized():  # a caller (tests, notebooks) may have joined already
         initialize_distributed(auto_detect=auto_distributed)
     workdir = Path(workdir)
+    if not (store_path or config.data.store):
+        raise ConfigError("no token store: pass --store STORE (or set data.store); `grover store` builds one")
     store = TokenStore(store_path or config.data.store)
     config = ml_collections.ConfigDict(config.to_dict())
     config.data.store = str(store.path)
     config.model.vocab_size = store.vocab_size
     is_main = jax.process_index() == 0
-    if is_main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-        (workdir / "tokenizer.json").write_bytes(store.tokenizer.path.read_bytes())
 
+    n_valid_windows = len(store.window_starts("valid", config.data.seq_len - 2))
+    if n_valid_windows < config.train.batch_size:
+        raise ConfigError(f"{store.path}: the valid split has {n_valid_windows} windows of data.seq_len="
+                          f"{config.data.seq_len}, fewer than one batch (train.batch_size={config.train.batch_size}): "
+                          "nothing to evaluate on (give the genome a valid split, e.g. --splits 'valid=chr8;test=chr9')")
     mesh, model, optimizer, state_sharding = pretraining_program(config, store.vocab_size)
     checkpoints = Checkpointer(workdir.absolute() / "checkpoints", config, store.tokenizer_sha256)
     step = 0
     if checkpoints.latest_step() is not None:
         # Restore straight into the sharded layout: no freshly initialised copy alongside.
+        # (A checkpoint of another run is refused here, before this run's files replace its own.)
         state, data_state = checkpoints.restore(abstract_train_state(model, optimizer, mesh))
         step = int(data_state["step"])
         if is_main:
             print(f"resuming from step {step} ({workdir / 'checkpoints'})")
     else:
         state, _ = create_train_state(model, optimizer, mesh, config.seed)
+    if is_main:
+        _write_atomically(workdir / "config.json", config.to_json_best_effort(indent=1).encode())
+        _write_atomically(workdir / "tokenizer.json", store.tokenizer.path.read_bytes())
     train_step = compile_train_step(config.train, config.model, mesh, state_sharding)
     eval_fn = compile_eval_step(model.apply, mesh, state_sharding.params)
     log = MetricsLog(workdir, step, is_main)
@@ -208,6 +223,15 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
             checkpoints.save(step, state, {"step": step, "seed": config.seed}, valid_loss=valid_loss)
         bar.update(1)
     bar.close()
+    if "valid" not in last:  # nothing left to train (a finished run re-run): report where it stands
+        last["valid"] = evaluate(eval_fn, state.params, store, masking, config, mesh, baseline_token)
     checkpoints.close()
     log.close()
     return last
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

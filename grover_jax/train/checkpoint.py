@@ -28,16 +28,16 @@ from orbax.checkpoint import checkpoint_managers
 # mesh, other programs' settings) do not enter pretraining, or are pinned by the tokenizer hash.
 RESUME_SECTIONS = ("seed", "model", "data", "train")
 # Inside those sections, fields that may change on resume: memory/layout knobs that leave the
-# numbers the same (remat; grad accumulation is exact, see mlm_step.train_step), bookkeeping
+# numbers the same (remat, the attention kernel), bookkeeping
 # cadence, and where the token store lives. num_steps is *not* free: the learning-rate decay
-# ends at num_steps, so changing it changes every later update.
+# ends at num_steps, so changing it changes every later update. Nor is grad_accum_steps: the
+# accumulation itself is exact, but dropout keys are drawn per micro-batch.
 RESUME_FREE_FIELDS = frozenset(
     {
         "model.remat",
         "model.attention_implementation",
         "data.store",
         "data.eval_batches",
-        "train.grad_accum_steps",
         "train.log_every",
         "train.eval_every",
         "train.checkpoint_every",
