@@ -40,7 +40,7 @@ def test_every_analysis_writes_its_plots(analyses):
 
 
 def test_an_output_is_replaced_whole_or_not_at_all(tmp_path):
-    from grover_jax.analysis.atomic_output import csv_writer
+    from grover_jax.atomic_files import csv_writer
 
     path = tmp_path / "table.csv"
     with csv_writer(path) as writer:

@@ -112,8 +112,6 @@ def test_rerunning_a_finished_run_trains_nothing_and_reports_its_evaluation(stor
 
 
 def test_bad_pretraining_input_is_one_line_on_the_command_line(store_dir, tmp_path):
-    from grover_jax.cli import main
-
     cases = [
         (["--set", "mesh.data=3"], "mesh"),  # 3 does not divide the devices
         (["--set", "data.eval_batches=1", "--set", "train.batch_size=100000"], "windows"),

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from grover_jax.analysis import AnalysisError
-from grover_jax.analysis.atomic_output import csv_writer, save_figure
+from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.analysis.sampling import evenly_spaced_windows
 from grover_jax.api import GroverModel
 from grover_jax.store import TokenStore

@@ -24,7 +24,7 @@ import numpy as np
 from grover_jax import bundled
 from grover_jax.analysis import AnalysisError
 from grover_jax.analysis.annotation import contains, read_bed, require_overlap
-from grover_jax.analysis.atomic_output import csv_writer, save_figure
+from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.analysis.sampling import evenly_spaced_windows
 from grover_jax.analysis.statistics import balanced_accuracy, logistic_probe, principal_components
 from grover_jax.api import GroverModel

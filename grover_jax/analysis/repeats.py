@@ -13,7 +13,7 @@ import numpy as np
 
 from grover_jax import bundled
 from grover_jax.analysis.annotation import contains, read_bed, require_overlap
-from grover_jax.analysis.atomic_output import csv_writer, save_figure
+from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.api import GroverModel
 from grover_jax.store import TokenStore
 from grover_jax.tokenizer import SPECIAL_TOKENS

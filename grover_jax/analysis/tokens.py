@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grover_jax.analysis.atomic_output import csv_writer, save_figure
+from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.analysis.statistics import principal_components, spearman
 from grover_jax.api import GroverModel
 from grover_jax.store import TokenStore

@@ -5,7 +5,6 @@ A record's header may be a plain name (`>20`, `>chr20 some description`) or a sa
 so a slice of a chromosome keeps the coordinates its annotation uses.
 """
 
-import gzip
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path

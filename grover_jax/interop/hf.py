@@ -24,8 +24,6 @@ of BertForPreTraining checkpoints, and the `position_ids` buffer older transform
 
 import json
 import math
-import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import ml_collections
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from grover_jax.atomic_files import replace_folder, temporary_folder
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.model import BertConfig, make_model
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification
@@ -357,18 +356,11 @@ def _write_folder_atomically(out: Path, files: dict[str, str], tensors: dict[str
     out = Path(out)
     if out.exists() and not overwrite:
         raise HfConversionError(f"{out} exists (pass --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
+    temporary = temporary_folder(out)
     save_file(tensors, temporary / MODEL_FILE, metadata={"format": "pt"})
     for name, text in files.items():
         (temporary / name).write_text(text)
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        shutil.rmtree(old)
-    os.replace(temporary, out)
+    replace_folder(temporary, out)
     return out
 
 
@@ -486,10 +478,7 @@ def import_masked_lm(hf_dir: str | Path, out: str | Path, overwrite: bool = Fals
     if tokenizer.vocab_size > cfg.vocab_size:
         raise HfConversionError(f"{hf_dir}: tokenizer.json has {tokenizer.vocab_size} tokens, "
                                 f"the model's vocab_size is {cfg.vocab_size}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
+    temporary = temporary_folder(out)
     config = run_config_from_hf(cfg)
     (temporary / "config.json").write_text(config.to_json_best_effort(indent=1))
     (temporary / "tokenizer.json").write_bytes(tokenizer.path.read_bytes())
@@ -498,11 +487,7 @@ def import_masked_lm(hf_dir: str | Path, out: str | Path, overwrite: bool = Fals
     checkpoints = Checkpointer(temporary.absolute() / "checkpoints", config, tokenizer.sha256)
     checkpoints.save(0, state, {"step": 0, "seed": config.seed})
     checkpoints.close()
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        shutil.rmtree(old)
-    os.replace(temporary, out)
+    replace_folder(temporary, out)
     return out
 
 

@@ -22,6 +22,7 @@ import optax
 from flax.training.train_state import TrainState
 from tqdm.auto import tqdm
 
+from grover_jax.atomic_files import write_text
 from grover_jax.data.next_kmer import (
     MarkovNextKmer, NextKmerExamples, contig_base_codes, majority_class, sample_examples, tokenize_inputs,
 )
@@ -213,17 +214,12 @@ def run_next_kmer(checkpoint: str | Path, out_dir: str | Path, config: ml_collec
         data = data or NextKmerData(store, config.next_kmer, config.seed)
         done[k] = fine_tune_k(pretrained, data, k, config, mesh, progress)
         rows = [done[key] for key in sorted(done)]
-        _write_atomically(results_path, json.dumps({"identity": identity, "results": rows}, indent=1))
+        write_text(results_path, json.dumps({"identity": identity, "results": rows}, indent=1))
         if progress:
             r = done[k]
             print(f"next-{k}-mer: accuracy {r['accuracy']:.4f} (majority {r['majority_accuracy']:.4f}, "
                   f"Markov order {r['markov_order']} {r['markov_accuracy']:.4f}, chance {r['chance']:.5f})")
     rows = [done[k] for k in sorted(done) if k in config.next_kmer.ks]
-    _write_atomically(out_dir / "next_kmer.md", results_markdown(rows, f"Next-k-mer accuracy: {pretrained.run_dir}"))
+    write_text(out_dir / "next_kmer.md", results_markdown(rows, f"Next-k-mer accuracy: {pretrained.run_dir}"))
     return rows
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)

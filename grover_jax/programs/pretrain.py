@@ -22,6 +22,7 @@ from flax.training.train_state import TrainState
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from grover_jax.atomic_files import write_bytes
 from grover_jax.configuration import ConfigError
 from grover_jax.data.mlm import MaskingConfig, MlmBatches, eval_batches
 from grover_jax.model import make_model
@@ -172,8 +173,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
     else:
         state, _ = create_train_state(model, optimizer, mesh, config.seed)
     if is_main:
-        _write_atomically(workdir / "config.json", config.to_json_best_effort(indent=1).encode())
-        _write_atomically(workdir / "tokenizer.json", store.tokenizer.path.read_bytes())
+        write_bytes(workdir / "config.json", config.to_json_best_effort(indent=1).encode())
+        write_bytes(workdir / "tokenizer.json", store.tokenizer.path.read_bytes())
     train_step = compile_train_step(config.train, config.model, mesh, state_sharding)
     eval_fn = compile_eval_step(model.apply, mesh, state_sharding.params)
     log = MetricsLog(workdir, step, is_main)
@@ -229,9 +230,3 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
     log.close()
     return last
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

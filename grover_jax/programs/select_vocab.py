@@ -16,6 +16,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from grover_jax.atomic_files import save_figure, write_text
 from grover_jax.configuration import load_config
 from grover_jax.programs.next_kmer import run_next_kmer
 from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary, resolve_genome
@@ -138,10 +139,7 @@ def selection_plot(arms: list[dict], ks: list[int], path: Path) -> None:
     axis.set_title("Vocabulary selection (dotted: fixed k-mer vocabularies)")
     axis.legend()
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    temporary.replace(path)
+    save_figure(figure, path)
 
 
 def select_vocabulary(workdir: str | Path, config: ml_collections.ConfigDict, fasta: list[str] | None = None,
@@ -160,16 +158,12 @@ def select_vocabulary(workdir: str | Path, config: ml_collections.ConfigDict, fa
             continue
         arm_dir.mkdir(parents=True, exist_ok=True)
         arm = _run_arm(name, arm_dir, fasta_paths, split_spec, config, progress)
-        temporary = arm_dir / f".{ARM_FILE}.tmp"
-        temporary.write_text(json.dumps(arm, indent=1))
-        temporary.replace(arm_file)
+        write_text(arm_file, json.dumps(arm, indent=1))
         arms.append(arm)
     ks = list(config.next_kmer.ks)
     best = max(arms, key=lambda a: selection_score(a, ks))["arm"]
     for name, text in [("selection.csv", selection_csv(arms, ks)), ("selection.md", selection_markdown(arms, ks, best))]:
-        temporary = workdir / f".{name}.tmp"
-        temporary.write_text(text)
-        temporary.replace(workdir / name)
+        write_text(workdir / name, text)
     selection_plot(arms, ks, workdir / "selection.png")
     if progress:
         print(selection_markdown(arms, ks, best))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from grover_jax.atomic_files import replace_folder, temporary_folder
 from grover_jax.genome.genome import Genome
 from grover_jax.tokenizer.bpe_compact import replay_merges_compact
 from grover_jax.tokenizer.vocabulary import GenomeTokenizer
@@ -49,10 +50,7 @@ def build_store(
         raise StoreBuildError(f"{out_dir}: already exists (pass --overwrite to replace it)")
     if tokenizer.vocab_size > 2**16:
         raise StoreBuildError(f"{tokenizer.path}: {tokenizer.vocab_size} ids do not fit the store's uint16 tokens")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
+    temporary = temporary_folder(out_dir)
 
     started = time.perf_counter()
     token_parts, start_parts, contig_rows = [], [], []
@@ -110,15 +108,5 @@ def build_store(
         json.dump(index, handle, indent=1)
         handle.flush()
         os.fsync(handle.fileno())
-    _swap_into_place(temporary, out_dir)
+    replace_folder(temporary, out_dir)
     return out_dir
-
-
-def _swap_into_place(temporary: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, retired)
-        os.replace(temporary, out_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(temporary, out_dir)

@@ -15,9 +15,10 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
 from grover_jax.genome.genome import BASES
+from grover_jax.tokenizer.special_tokens import SPECIAL_TOKENS, genome_tokenizer
 
 MAX_KMER = 7  # 4^1 + ... + 4^7 + 5 = 21,850 ids: still inside the store's uint16 tokens
 
@@ -30,23 +31,11 @@ def kmer_vocab(k: int, special_tokens: tuple[str, ...]) -> dict[str, int]:
     return vocab
 
 
-def build_kmer_tokenizer(k: int, special_tokens: tuple[str, ...], cls_id: int, sep_id: int) -> Tokenizer:
+def build_kmer_tokenizer(k: int) -> Tokenizer:
     if not 1 <= k <= MAX_KMER:
         raise ValueError(f"k-mer tokenization needs 1 <= k <= {MAX_KMER}, got {k}")
-    tokenizer = Tokenizer(models.WordLevel(vocab=kmer_vocab(k, special_tokens), unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Replace(b.lower(), b) for b in "ACGTN"])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex("[^ACGT]+"), behavior="isolated"),
-        pre_tokenizers.Split(Regex(f"[ACGT]{{1,{k}}}"), behavior="isolated"),
-    ])
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    tokenizer.decoder = decoders.Fuse()
-    tokenizer.add_special_tokens(list(special_tokens))
-    return tokenizer
+    model = models.WordLevel(vocab=kmer_vocab(k, SPECIAL_TOKENS), unk_token="[UNK]")
+    return genome_tokenizer(model, pre_tokenizers.Split(Regex(f"[ACGT]{{1,{k}}}"), behavior="isolated"))
 
 
 def kmer_size(tokenizer_spec: dict) -> int | None:
@@ -76,6 +65,6 @@ def encode_contigs_kmer(contigs: list[np.ndarray], k: int, n_special: int) -> li
 
 def save_kmer_vocabulary(k: int, out_dir: str | Path) -> Path:
     """tokenizer.json (+ the transformers configs) of the fixed k-mer vocabulary, written atomically."""
-    from grover_jax.tokenizer.vocabulary import CLS_ID, SEP_ID, SPECIAL_TOKENS, write_tokenizer_files
+    from grover_jax.tokenizer.vocabulary import write_tokenizer_files
 
-    return write_tokenizer_files(build_kmer_tokenizer(k, SPECIAL_TOKENS, CLS_ID, SEP_ID), out_dir)
+    return write_tokenizer_files(build_kmer_tokenizer(k), out_dir)

@@ -13,20 +13,20 @@ same tokens as replaying the cycles on that run. Decoding concatenates the token
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer, models
 
+from grover_jax.atomic_files import write_text
 from grover_jax.genome.genome import BASE_CODE, BASES
 from grover_jax.tokenizer.bpe import BpeResult, replay_merges
 from grover_jax.tokenizer.kmer import encode_contigs_kmer, kmer_size
+from grover_jax.tokenizer.special_tokens import (  # noqa: F401 - re-exported
+    CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, UNK_ID, genome_tokenizer,
+)
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -35,39 +35,21 @@ class TokenizerFileError(ValueError):
 
 
 def build_hf_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]", fuse_unk=True))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Replace(b.lower(), b) for b in "ACGTN"])
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("[^ACGT]+"), behavior="isolated")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)],
-    )
-    tokenizer.decoder = decoders.Fuse()
-    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
-    return tokenizer
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.chmod(temporary, 0o644)  # mkstemp's 0600 would make a shared vocabulary unreadable to others
-    os.replace(temporary, path)
+    return genome_tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]", fuse_unk=True))
 
 
 def write_tokenizer_files(tokenizer: Tokenizer, out_dir: str | Path) -> Path:
     """tokenizer.json plus the transformers configs that let `AutoTokenizer` load the folder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
-    _atomic_write(out_dir / "tokenizer_config.json", json.dumps({
+    write_text(out_dir / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
+    write_text(out_dir / "tokenizer_config.json", json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": 512,
         "do_lower_case": False,
         "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
     }, indent=2))
-    _atomic_write(out_dir / "special_tokens_map.json", json.dumps({
+    write_text(out_dir / "special_tokens_map.json", json.dumps({
         "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
     }, indent=2))
     return out_dir / TOKENIZER_FILE
@@ -85,9 +67,9 @@ def save_vocabulary(result: BpeResult, out_dir: str | Path, provenance: dict | N
     rows = ["cycle\tleft\tright\ttoken\ttoken_id\tpair_count\tmerged"]
     rows += [f"{c + 1}\t{m.left}\t{m.right}\t{m.token}\t{vocab[m.token]}\t{m.count}\t{m.merged}"
              for c, m in enumerate(result.merges)]
-    _atomic_write(out_dir / "merges.tsv", "\n".join(rows) + "\n")
+    write_text(out_dir / "merges.tsv", "\n".join(rows) + "\n")
     counts = {token: int(n) for token, n in zip(result.tokens, result.token_counts)}
-    _atomic_write(out_dir / "bpe_summary.json", json.dumps({
+    write_text(out_dir / "bpe_summary.json", json.dumps({
         "cycles": len(result.merges),
         "vocab_size": len(vocab),
         "n_bases": result.n_bases,

@@ -1,0 +1,72 @@
+"""Outputs written whole or not at all: each file is written under a temporary name in its own
+folder and renamed onto its final name (`os.replace`), and a folder (a store, a model export) is
+built beside its target and swapped in, so a reader never sees half a file or folder and an
+interrupted run leaves the previous one in place."""
+
+import contextlib
+import csv
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside `path` (same suffix, so matplotlib infers the format) to
+    write; renames it onto `path` when the block ends, removes it if the block raises."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def csv_writer(path: str | Path) -> Iterator[Any]:
+    """A `csv.writer` on a temporary file that becomes `path` when the block ends."""
+    with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
+        yield csv.writer(handle)
+
+
+def save_figure(figure: Any, path: str | Path, dpi: int = 120) -> None:
+    """`figure.savefig(path)` atomically, then close the figure."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_output(path) as temporary:
+            figure.savefig(temporary, dpi=dpi)
+    finally:
+        plt.close(figure)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_output(path) as temporary:
+        Path(temporary).write_text(text)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_output(path) as temporary:
+        Path(temporary).write_bytes(data)
+
+
+def temporary_folder(out: Path) -> Path:
+    """An empty sibling folder to build `out` in (a leftover from a killed build is cleared)."""
+    temporary = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    return temporary
+
+
+def replace_folder(temporary: Path, out: Path) -> None:
+    """Move the finished `temporary` folder onto `out`, retiring an existing `out` only after."""
+    if out.exists():
+        retired = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, retired)
+        os.replace(temporary, out)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(temporary, out)
