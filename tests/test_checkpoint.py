@@ -102,3 +102,12 @@ def test_keeps_the_last_n_and_the_best_validation_loss(tmp_path, setup):
     assert checkpointer.best_step() == 2
     checkpointer.close()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["2", "5", "6"]
+
+
+def test_grad_accumulation_may_change_on_resume_only_without_dropout():
+    from grover_jax.train.checkpoint import _config_json, _resume_fields
+
+    config = small_config()
+    assert "train.grad_accum_steps" not in _resume_fields(_config_json(config))  # exact: no dropout
+    config.model.hidden_dropout = 0.1  # dropout keys are drawn per micro-batch
+    assert "train.grad_accum_steps" in _resume_fields(_config_json(config))

@@ -30,8 +30,8 @@ RESUME_SECTIONS = ("seed", "model", "data", "train")
 # Inside those sections, fields that may change on resume: memory/layout knobs that leave the
 # numbers the same (remat, the attention kernel), bookkeeping
 # cadence, and where the token store lives. num_steps is *not* free: the learning-rate decay
-# ends at num_steps, so changing it changes every later update. Nor is grad_accum_steps: the
-# accumulation itself is exact, but dropout keys are drawn per micro-batch.
+# ends at num_steps, so changing it changes every later update. grad_accum_steps is free only
+# without dropout: the accumulation is exact, but dropout keys are drawn per micro-batch.
 RESUME_FREE_FIELDS = frozenset(
     {
         "model.remat",
@@ -59,12 +59,16 @@ def _config_json(config: ml_collections.ConfigDict) -> dict:
 def _resume_fields(config_json: dict) -> dict[str, Any]:
     """{"model.hidden_size": 768, …} for the fields that must match on resume."""
     fields = {}
+    free = set(RESUME_FREE_FIELDS)
+    model = config_json.get("model", {})
+    if not model.get("hidden_dropout") and not model.get("attention_dropout"):
+        free.add("train.grad_accum_steps")  # without dropout the accumulation is exact
 
     def walk(prefix: str, value: Any):
         if isinstance(value, dict):
             for key, child in value.items():
                 walk(f"{prefix}.{key}" if prefix else key, child)
-        elif prefix not in RESUME_FREE_FIELDS:
+        elif prefix not in free:
             fields[prefix] = value
 
     for section in RESUME_SECTIONS:
