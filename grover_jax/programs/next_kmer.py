@@ -198,8 +198,11 @@ def run_next_kmer(checkpoint: str | Path, out_dir: str | Path, config: ml_collec
         raise PretrainedError(f"{store.path}: its tokenizer is not the one {pretrained.run_dir} was trained with")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = json.loads(config.to_json_best_effort())
-    settings["next_kmer"].pop("ks")  # asking for another k must not invalidate the finished ones
+    # What a finished k's number depends on: not the list of ks (asking for another k must not
+    # invalidate the finished ones), nor other programs' sections sharing the config (a sweep's).
+    settings = {key: json.loads(config[key].to_json_best_effort()) for key in ("next_kmer", "train")}
+    settings["seed"] = config.seed
+    settings["next_kmer"].pop("ks")
     identity = {"checkpoint": str(pretrained.run_dir), "step": pretrained.step, "store": str(store.path),
                 "config": settings}
     results_path = out_dir / RESULTS_FILE
