@@ -133,10 +133,10 @@ def cases(models: list[str]):
 
     widest_first = sorted(SLICES, key=lambda t: -t.chips)
     for model in models:
-        yield from (case(model, PAPER_BATCH, t, t.mesh) for t in widest_first)
         yield from (case(model, probe_batch(t), t, t.large_mesh) for t in SLICES)
-    for model in models:
-        yield from (case(model, LARGE_BATCH, t, t.large_mesh) for t in widest_first)
+        yield from (case(model, PAPER_BATCH, t, t.mesh) for t in widest_first)
+    for model in models:  # narrowest first: those that do not fit fail fast
+        yield from (case(model, LARGE_BATCH, t, t.large_mesh) for t in reversed(widest_first))
 
 
 def probe_batch(target: Slice) -> int:
@@ -144,44 +144,65 @@ def probe_batch(target: Slice) -> int:
     return 1024 * target.chips
 
 
-def largest_batch(results: dict[str, dict], model: str, target: Slice) -> int | None:
-    """Largest global batch fitting in one step, from total(b) = fixed + b × per_sequence through
-    the largest fitting compile with the probe's mesh and the probe's out-of-memory report."""
+def largest_batch(results: dict[str, dict], model: str, target: Slice) -> tuple[int, str] | None:
+    """(largest global batch fitting in one step, how it was estimated), from total(b) = fixed +
+    b × per_sequence through the largest fitting compile with the probe's mesh and the probe's
+    out-of-memory report ("2-point"); without such a compile, through the probe alone with no fixed
+    part ("1-point", conservative: it charges the fixed bytes to every sequence)."""
     probe = results.get(f"{model}|{target.label}|{probe_batch(target)}|1", {})
-    fitting = [(batch, results.get(f"{model}|{target.label}|{batch}|1", {})) for batch in (LARGE_BATCH, PAPER_BATCH)]
-    fitting = [(b, r) for b, r in fitting if r.get("status") == "fits" and r["overrides"][:-1] == probe.get("overrides", [])[:-1]]
-    if not fitting or probe.get("status") != "oom" or not probe.get("what"):
+    if probe.get("status") != "oom" or not probe.get("what"):
         return None
-    batch, record = fitting[0]
-    shards = math.prod(v for k, v in record["mesh"].items() if k in ("data", "fsdp")) * target.slices
-    b1, b2 = batch / shards, probe_batch(target) / shards
+    shards = target.chips  # the probe's mesh, fsdp over every chip, is the large-batch mesh
+    b2 = probe_batch(target) / shards
+    same_mesh = [(batch, results.get(f"{model}|{target.label}|{batch}|1", {})) for batch in (LARGE_BATCH, PAPER_BATCH)]
+    same_mesh = [(batch, record) for batch, record in same_mesh
+                 if record.get("status") == "fits" and record["overrides"][:-1] == probe["overrides"][:-1]]
+    if not same_mesh:
+        return max(int(probe["available"] / (probe["needed"] / b2)), 0) * shards, "1-point"
+    batch, record = same_mesh[0]
+    b1 = batch / shards
     per_sequence = (probe["needed"] - record["temporaries"]) / (b2 - b1)
-    b_max = b1 + (probe["available"] - record["total"]) / per_sequence
-    return max(int(b_max), 0) * shards
+    return max(int(b1 + (probe["available"] - record["total"]) / per_sequence), 0) * shards, "2-point"
+
+
+def tokens_per_second(model: str, target: Slice) -> float:
+    """At 50 % MFU: the model's FLOPs per token do not depend on the batch (the same formula as
+    `grover compile` and `grover pretrain`'s MFU)."""
+    sys.path.insert(0, str(REPO))
+    from grover_jax.configuration import load_config
+    from grover_jax.programs.compile import DEFAULT_VOCAB_SIZE, parse_topology
+    from grover_jax.train import model_flops_per_token
+
+    config = load_config(*MODELS[model])
+    flops_per_token = model_flops_per_token(config.model, DEFAULT_VOCAB_SIZE, config.data.seq_len)
+    return MFU * parse_topology(target.topology).chip.peak_bf16_flops * target.chips / flops_per_token
 
 
 def table(models: list[str], results: dict[str, dict]) -> str:
     header = ("| model | slice | mesh data×fsdp×tensor | batch | fits | HBM per chip (of) | XLA FLOPs/step per chip "
-              "| tokens/s at 50 % MFU | largest 1-step batch (est.) | compile s |")
+              "| tokens/s at 50 % MFU | largest 1-step batch, fsdp over all chips (est.) | compile s |")
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|"]
     for model in models:
         for target in SLICES:
             estimate = largest_batch(results, model, target)
             for batch in (PAPER_BATCH, LARGE_BATCH):
                 record = results.get(f"{model}|{target.label}|{batch}|1")
-                cells = ["", "not compiled yet", "", "", ""]
+                cells = ["", "not compiled", "", "", f"{tokens_per_second(model, target):,.0f}"]
+                if record is None and estimate:
+                    verdict = "yes" if batch <= estimate[0] else f"no (grad_accum ≥ {math.ceil(batch / estimate[0])})"
+                    cells = ["", f"{verdict} (est., not compiled)", "", "", f"{tokens_per_second(model, target):,.0f}"]
                 if record and record["status"] == "fits":
                     mesh = "×".join(str(record["mesh"][a]) for a in ("data", "fsdp", "tensor"))
                     cells = [mesh, "yes", f"{record['total'] / GiB:.2f} GiB ({record['hbm'] / GiB:.0f})",
                              f"{record['xla_flops_per_chip']:.3g}", f"{record['tokens_per_second']:,.0f}"]
                 elif record and record["status"] == "oom":
-                    accumulate = f" (grad_accum ≥ {math.ceil(batch / estimate)})" if estimate else ""
+                    accumulate = f" (grad_accum ≥ {math.ceil(batch / estimate[0])})" if estimate and estimate[0] else ""
                     alone = f" for {record['what']}" if record["what"] else ""
                     needs = f"needs {record['needed'] / GiB:.1f} GiB{alone} ({record['available'] / GiB:.2f})"
                     cells = ["", "no" + accumulate, needs, "", ""]
                 elif record:
                     cells = ["", "no: " + record["message"].split(" (")[0], "", "", ""]
-                est = f"≈ {estimate:,}" if estimate and batch == PAPER_BATCH else ""
+                est = f"≈ {estimate[0]:,} ({estimate[1]})" if estimate and batch == PAPER_BATCH else ""
                 seconds = f"{record['seconds']:.0f}" if record else ""
                 lines.append(f"| {model} | {target.label} | {cells[0]} | {batch} | {cells[1]} | {cells[2]} "
                              f"| {cells[3]} | {cells[4]} | {est} | {seconds} |")
