@@ -11,7 +11,14 @@ from grover_jax.model import make_model
 
 VOCAB = 609
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(autouse=True)
+def _no_implicit_rank_promotion():
+    """The model code must broadcast explicitly; scoped to this module's tests (a global switch
+    would also bind every test collected after it)."""
+    with jax.numpy_rank_promotion("raise"):
+        yield
 
 
 def small_config(grad_accum_steps: int = 1):
