@@ -59,6 +59,10 @@ class TokenStore:
                 f"{self.path}: index.json says {n:,} tokens but tokens.npy/starts.npy hold "
                 f"{self.tokens.shape[0]:,}/{self.starts.shape[0]:,}: rebuild the store"
             )
+        self._read_contigs_and_tokenizer()
+
+    def _read_contigs_and_tokenizer(self) -> None:
+        """Contig table and the tokenizer the ids refer to (checked against the index's sha256)."""
         self.contigs = self.index["contigs"]
         self._offsets = np.array([c["token_offset"] for c in self.contigs], dtype=np.int64)
         self._ends = np.array([c["end"] for c in self.contigs], dtype=np.int64)

@@ -201,13 +201,7 @@ class ShardedTokenStore(TokenStore):
             raise StoreError(f"{index_path}: not a sharded grover token store index")
         self.shards = self.index["shards"]
         self.shard_offsets = np.array([s["token_offset"] for s in self.shards], dtype=np.int64)
-        self.contigs = self.index["contigs"]
-        self._offsets = np.array([c["token_offset"] for c in self.contigs], dtype=np.int64)
-        self._ends = np.array([c["end"] for c in self.contigs], dtype=np.int64)
-        self.tokenizer = load_tokenizer(self.path / "tokenizer.json")
-        if self.tokenizer.sha256 != self.index["tokenizer"]["sha256"]:
-            raise StoreError(f"{self.path}: tokenizer.json does not match the sha256 recorded in index.json")
-        self.token_lengths = self.tokenizer.token_lengths
+        self._read_contigs_and_tokenizer()
         self._open: dict[int, TokenStore] = {}
         self.tokens = ShardedArray(self, "tokens", np.uint16)
         self.starts = ShardedArray(self, "starts", np.uint32)
