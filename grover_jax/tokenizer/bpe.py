@@ -90,6 +90,28 @@ class _Sequence:
         ]
 
 
+class MergedVocabulary:
+    """The token strings of a BPE run in creation order (A, C, G, T, then each merge's string) and
+    their lengths in bases. A merge whose string already exists (AA+A after A+AA) reuses that
+    token, as a vocabulary of strings must."""
+
+    def __init__(self, capacity: int):
+        self.tokens = list(BASES)
+        self.token_id = {t: i for i, t in enumerate(self.tokens)}
+        self.token_length = np.zeros(capacity, np.int64)  # read by the compiled pair selection
+        self.token_length[: len(BASES)] = 1
+
+    def token_for(self, left: int, right: int) -> int:
+        """The id of the string left + right, created if new."""
+        string = self.tokens[left] + self.tokens[right]
+        z = self.token_id.get(string)
+        if z is None:
+            z = self.token_id[string] = len(self.tokens)
+            self.tokens.append(string)
+            self.token_length[z] = len(string)
+        return z
+
+
 def learn_bpe(
     contigs: list[np.ndarray], cycles: int, max_token_length: int = 0, progress: bool = True
 ) -> BpeResult:
@@ -103,22 +125,16 @@ def learn_bpe(
     capacity = len(BASES) + cycles
     sequence = _Sequence(contigs, np.arange(len(BASES), dtype=np.int32), capacity)
     sequence.push_all_pairs()
-    tokens = list(BASES)
-    token_id = {t: i for i, t in enumerate(tokens)}
-    token_length = np.zeros(capacity, np.int64)
-    token_length[: len(BASES)] = 1
+    vocabulary = MergedVocabulary(capacity)
+    tokens, token_length = vocabulary.tokens, vocabulary.token_length
     merges = []
     bar = tqdm(total=cycles, desc="BPE cycles", unit="cycle", disable=not progress, mininterval=0.5)
     for _ in range(cycles):
         left, right, count = sequence.pop_best(token_length, max_token_length)
         if count == 0:
             break
-        string = tokens[left] + tokens[right]
-        z = token_id.get(string)
-        if z is None:
-            z = token_id[string] = len(tokens)
-            tokens.append(string)
-            token_length[z] = len(string)
+        z = vocabulary.token_for(left, right)
+        string = tokens[z]
         merged = sequence.merge(left, right, z, use_heap=True)
         merges.append(Merge(tokens[left], tokens[right], count, merged))
         bar.update(1)

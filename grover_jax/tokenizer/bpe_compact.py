@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from grover_jax.genome.genome import BASES, read_genome
-from grover_jax.tokenizer.bpe import BpeResult, Merge
+from grover_jax.tokenizer.bpe import BpeResult, Merge, MergedVocabulary
 
 SEPARATOR = np.uint16(0xFFFF)
 MAX_VOCABULARY = 0xFFFF  # ids 0..65534; 65535 is the contig separator
@@ -153,10 +153,8 @@ def learn_bpe_compact(
     The arrays are taken over and overwritten (that is the memory saving); pass copies to keep them."""
     capacity = len(BASES) + cycles
     sequence = CompactSequence(chromosomes, capacity, workers)
-    tokens = list(BASES)
-    token_id = {t: i for i, t in enumerate(tokens)}
-    token_length = np.zeros(capacity, np.int64)
-    token_length[: len(BASES)] = 1
+    vocabulary = MergedVocabulary(capacity)
+    tokens, token_length = vocabulary.tokens, vocabulary.token_length
     n_bases = int(sum(int(np.count_nonzero(c != SEPARATOR)) for c in sequence.tokens))
     merges = []
     bar = tqdm(total=cycles, desc="BPE cycles (compact)", unit="cycle", disable=not progress, mininterval=0.5)
@@ -165,12 +163,8 @@ def learn_bpe_compact(
             left, right, count = best_pair(sequence.pair_count, token_length, max_token_length)
             if count <= 0:
                 break
-            string = tokens[left] + tokens[right]
-            z = token_id.get(string)
-            if z is None:
-                z = token_id[string] = len(tokens)
-                tokens.append(string)
-                token_length[z] = len(string)
+            z = vocabulary.token_for(left, right)
+            string = tokens[z]
             merged = sequence.merge(left, right, z)
             merges.append(Merge(tokens[left], tokens[right], count, merged))
             bar.update(1)
