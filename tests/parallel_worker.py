@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--coordinator")
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--dropout", type=float, default=0.0, help="hidden and attention dropout")
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
     os.environ["JAX_PLATFORMS"] = "cpu"
@@ -47,6 +48,7 @@ def main() -> None:
     config.model.max_position_embeddings = 16
     config.train.warmup_steps = 0  # a non-zero learning rate from the first step
     config.train.grad_accum_steps = 2
+    config.model.hidden_dropout = config.model.attention_dropout = args.dropout
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = map(int, args.mesh.split(","))
     config.mesh.dcn_data = args.dcn_data
 

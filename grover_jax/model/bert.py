@@ -36,7 +36,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from grover_jax.model.attention import attention_dropout, blockwise_attention
 from grover_jax.model.config import BertConfig
+from grover_jax.model.dropout import Dropout, dropout_seed
 
 Array = jax.Array
 
@@ -121,12 +123,28 @@ def _gathered_table(table_NxD: Array) -> Array:
     return nn.with_logical_constraint(table_NxD, (None, None))
 
 
-def _use_cudnn_attention(cfg: BertConfig, dtype: Any) -> bool:
-    """cuDNN fused attention needs a GPU and half-precision inputs, and has no dropout on the
-    probabilities (so attention dropout > 0 in training takes the spelled-out path)."""
-    if cfg.attention_implementation != "auto":
-        return cfg.attention_implementation == "cudnn"
-    return jax.default_backend() == "gpu" and dtype in (jnp.bfloat16, jnp.float16)
+def attention_path(cfg: BertConfig, dtype: Any, dropout_active: bool) -> str:
+    """Which attention kernel runs: "cudnn", "blockwise" or "xla".
+
+    auto: cuDNN's fused kernel on GPUs with half-precision inputs (it has no dropout on the
+    probabilities, so attention dropout in training takes XLA's spelled-out path); the blockwise
+    kernel of attention.py on CPUs (it needs the hashed dropout mask to regenerate dropout in its
+    backward pass); XLA's attention elsewhere (TPU, float32 GPU).
+    """
+    implementation = cfg.attention_implementation
+    if implementation == "auto":
+        backend = jax.default_backend()
+        if backend == "gpu" and dtype in (jnp.bfloat16, jnp.float16):
+            implementation = "cudnn"
+        elif backend == "cpu":
+            implementation = "blockwise"
+        else:
+            implementation = "xla"
+    if dropout_active and (
+        implementation == "cudnn" or (implementation == "blockwise" and cfg.dropout_rng != "hash")
+    ):
+        return "xla"
+    return implementation
 
 
 def _gelu(x: Array) -> Array:
@@ -153,7 +171,7 @@ class BertEmbeddings(nn.Module):
             cfg.type_vocab_size, cfg.hidden_size, embedding_init=_normal(cfg, None, "embed")
         )
         self.LayerNorm = _layer_norm(cfg, "LayerNorm")
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.dropout = Dropout(cfg.hidden_dropout, cfg.dropout_rng)
 
     def __call__(
         self, input_ids_BxL: Array, token_type_ids_BxL: Array, deterministic: bool
@@ -167,7 +185,7 @@ class BertEmbeddings(nn.Module):
             + position_PxD[None, :length]
             + jnp.take(token_type_TxD, token_type_ids_BxL, axis=0)
         )
-        h_BxLxD = self.dropout(self.LayerNorm(h_BxLxD), deterministic=deterministic)
+        h_BxLxD = self.dropout(self.LayerNorm(h_BxLxD), deterministic)
         return nn.with_logical_constraint(
             h_BxLxD.astype(_compute_dtype(self.cfg)), ("batch", "length", "embed")
         )
@@ -199,7 +217,17 @@ class BertSelfAttention(nn.Module):
         # queries still produce outputs, which the loss never reads.
         key_is_real_Bx1x1xL = attention_mask_BxL[:, None, None, :].astype(bool)
 
-        if cfg.attention_dropout > 0.0 and not deterministic:
+        dropout_active = cfg.attention_dropout > 0.0 and not deterministic
+        dropout_key = self.make_rng("dropout") if dropout_active else None
+        seed = dropout_seed(dropout_key) if dropout_active else None
+        path = attention_path(cfg, q_BxLxHxK.dtype, dropout_active)
+        if path == "blockwise":
+            out_BxLxHxK = blockwise_attention(
+                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, attention_mask_BxL,
+                dropout_rate=cfg.attention_dropout if dropout_active else 0.0,
+                dropout_seed=seed,
+            )
+        elif dropout_active:
             # jax.nn.dot_product_attention has no dropout on the probabilities, which HF BERT
             # applies in training; spell the same attention out so dropout can sit between.
             scale = cfg.head_dim**-0.5
@@ -210,11 +238,13 @@ class BertSelfAttention(nn.Module):
                 key_is_real_Bx1x1xL, logits_BxHxLxL * scale, jnp.finfo(jnp.float32).min
             )
             probs_BxHxLxL = jax.nn.softmax(logits_BxHxLxL, axis=-1)
-            probs_BxHxLxL = nn.Dropout(cfg.attention_dropout)(probs_BxHxLxL, deterministic=False)
+            probs_BxHxLxL = attention_dropout(
+                probs_BxHxLxL, cfg.attention_dropout, cfg.dropout_rng, dropout_key
+            )
             out_BxLxHxK = jnp.einsum(
                 "bhqs,bshk->bqhk", probs_BxHxLxL.astype(v_BxLxHxK.dtype), v_BxLxHxK
             )
-        elif _use_cudnn_attention(cfg, q_BxLxHxK.dtype):
+        elif path == "cudnn":
             # cuDNN's fused kernel takes padding as lengths: batches here are right-padded
             # ([CLS] tokens [SEP] [PAD]...), so the real keys are the first `length` positions.
             lengths_B = jnp.sum(attention_mask_BxL, axis=-1).astype(jnp.int32)
@@ -247,7 +277,7 @@ class BertResidualOutput(nn.Module):
         else:
             dense = _dense(cfg, cfg.hidden_size, ("mlp", "embed"), (None,), "dense")
         h_BxLxD = dense(x)
-        h_BxLxD = nn.Dropout(cfg.hidden_dropout)(h_BxLxD, deterministic=deterministic)
+        h_BxLxD = Dropout(cfg.hidden_dropout, cfg.dropout_rng)(h_BxLxD, deterministic)
         h_BxLxD = _layer_norm(cfg, "LayerNorm")(h_BxLxD + residual_BxLxD)
         return nn.with_logical_constraint(
             h_BxLxD.astype(_compute_dtype(cfg)), ("batch", "length", "embed")
@@ -433,7 +463,7 @@ class BertForSequenceClassification(nn.Module):
         dropout = (
             self.cfg.hidden_dropout if self.classifier_dropout is None else self.classifier_dropout
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout, self.cfg.dropout_rng)
         self.classifier = _dense(self.cfg, self.num_labels, ("embed", None), (None,), "classifier")
 
     def __call__(
@@ -450,7 +480,7 @@ class BertForSequenceClassification(nn.Module):
             real_BxLx1 = attention_mask_BxL[:, :, None].astype(jnp.float32)
             summed_BxD = jnp.sum(h_BxLxD.astype(jnp.float32) * real_BxLx1, axis=1)
             pooled_BxD = summed_BxD / jnp.maximum(jnp.sum(real_BxLx1, axis=1), 1.0)
-        pooled_BxD = self.dropout(pooled_BxD, deterministic=deterministic)
+        pooled_BxD = self.dropout(pooled_BxD, deterministic)
         return self.classifier(pooled_BxD).astype(jnp.float32)
 
 

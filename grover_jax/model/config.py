@@ -22,8 +22,12 @@ class BertConfig:
     compute_dtype: str = "float32"
     remat: bool = False
     # "auto": cuDNN fused (flash) attention on GPUs with bf16 compute and no attention dropout,
-    # XLA's attention elsewhere; "xla" or "cudnn" force one.
+    # the blockwise kernel (model/attention.py) on CPUs, XLA's attention elsewhere; "xla",
+    # "cudnn" or "blockwise" force one.
     attention_implementation: str = "auto"
+    # Dropout masks: "hash" (a counter hash of each element's index, model/dropout.py) or
+    # "threefry" (flax nn.Dropout). The blockwise attention needs "hash" for attention dropout.
+    dropout_rng: str = "hash"
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -35,11 +39,13 @@ class BertConfig:
             raise ValueError(
                 f"model.compute_dtype={self.compute_dtype!r}: use 'float32' or 'bfloat16'"
             )
-        if self.attention_implementation not in ("auto", "xla", "cudnn"):
+        if self.attention_implementation not in ("auto", "xla", "cudnn", "blockwise"):
             raise ValueError(
                 f"model.attention_implementation={self.attention_implementation!r}: "
-                "use 'auto', 'xla' or 'cudnn'"
+                "use 'auto', 'xla', 'cudnn' or 'blockwise'"
             )
+        if self.dropout_rng not in ("hash", "threefry"):
+            raise ValueError(f"model.dropout_rng={self.dropout_rng!r}: use 'hash' or 'threefry'")
         if self.vocab_size <= 0:
             raise ValueError("vocab_size must be positive (take it from the tokenizer)")
 
@@ -64,4 +70,5 @@ class BertConfig:
             compute_dtype=model_cfg.compute_dtype,
             remat=model_cfg.remat,
             attention_implementation=model_cfg.get("attention_implementation", "auto"),
+            dropout_rng=model_cfg.get("dropout_rng", "hash"),
         )
