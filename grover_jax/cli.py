@@ -13,6 +13,7 @@ from grover_jax.train.checkpoint import CheckpointMismatchError
 from grover_jax.analysis import ANALYSES, AnalysisError
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.pretrained import PretrainedError
+from grover_jax.host_memory import keep_freed_memory
 from grover_jax.data.next_kmer import NextKmerError
 from grover_jax.data.tasks import FinetuneError, TaskDataError
 
@@ -201,6 +202,9 @@ def _convert(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Before JAX starts its threads: reuse freed host memory instead of page-faulting it in
+    # afresh every step (host_memory.py; GROVER_JAX_KEEP_FREED_MEMORY=0 opts out).
+    keep_freed_memory()
     try:
         if args.stage == "bpe":
             from grover_jax.programs.vocabulary import learn_vocabulary

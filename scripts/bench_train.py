@@ -146,9 +146,16 @@ def main() -> None:
     parser.add_argument("--mask-rate", type=float, default=0.15)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc malloc as it is (default: both sides run with `grover`'s "
+                             "host-memory setting, grover_jax/host_memory.py)")
     args = parser.parse_args()
     if args.device == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    # Process-wide and before either framework starts its threads, so both sides share it.
+    from grover_jax.host_memory import keep_freed_memory
+
+    heap_reuse = False if args.system_malloc else keep_freed_memory()
 
     import jax
     import torch
@@ -181,7 +188,8 @@ def main() -> None:
     m = config.model
     print(f"\nmodel: {m.num_layers} layers x {m.hidden_size} wide, {m.num_heads} heads, FFN {m.intermediate_size}, "
           f"vocab {vocab_size}; batch {args.batch_size} x {args.seq_len} tokens; {args.dtype}; dropout {args.dropout}; "
-          f"{args.steps} timed steps after {args.warmup} warm-up; device {jax.devices()[0].device_kind}")
+          f"{args.steps} timed steps after {args.warmup} warm-up; device {jax.devices()[0].device_kind}; "
+          f"host malloc: {'freed memory kept (both sides)' if heap_reuse else 'glibc default'}")
     print(f"{'program':<34}{'s/step':>10}{'tokens/s':>12}{'MFU':>8}")
     for name, seconds in (("grover-jax (jit, Flax)", jax_seconds), ("HF BertForMaskedLM (PyTorch)", torch_seconds)):
         rate = tokens / seconds

@@ -1,12 +1,14 @@
-"""Blockwise softmax attention with its own backward pass: the CPU path.
+"""Blockwise softmax attention with its own backward pass (`model.attention_implementation =
+"blockwise"`): O(L) saved activations per head instead of O(L²).
 
-XLA:CPU lowers `jax.nn.dot_product_attention` to whole [B, H, L, L] logits and probabilities,
-written out and read back several times and kept for the backward pass (32 MB per layer at batch
-8, 4 heads, 512 tokens). This walks the batch in blocks of rows (`lax.map`), so each block's
-probabilities live in cache-sized, reused buffers, and it keeps only the output and the row
-log-sum-exp for the backward pass, which recomputes the probabilities block by block (the
-FlashAttention recipe, with whole rows per block because 512 keys fit). Dropout on the
-probabilities uses the hashed mask of `dropout.py`, so the backward pass regenerates it.
+XLA's attention keeps the whole [B, H, L, L] probabilities (and the dropout mask) for the backward
+pass: 32 MB per layer at batch 8, 4 heads, 512 tokens; 1.6 GB for GROVER-base at batch 64. This
+walks the batch in blocks of rows (`lax.map`), keeps only the output and the row log-sum-exp, and
+recomputes each block's probabilities in the backward pass (the FlashAttention recipe, with whole
+rows per block because 512 keys fit). Dropout on the probabilities uses the hashed mask of
+`dropout.py`, so the backward pass regenerates it. On a CPU it costs ~5 % of a training step
+against XLA's attention once host memory is reused (host_memory.py), and wins when it is not
+(every fresh buffer then page-faults): BENCHMARKS.md, "Pretraining throughput".
 
 Blocks are strided over the batch (block i holds rows i, i + n, ...), so under data/fsdp sharding
 every block is spread over all batch shards, as the micro-batches of gradient accumulation are.

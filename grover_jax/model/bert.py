@@ -126,20 +126,16 @@ def _gathered_table(table_NxD: Array) -> Array:
 def attention_path(cfg: BertConfig, dtype: Any, dropout_active: bool) -> str:
     """Which attention kernel runs: "cudnn", "blockwise" or "xla".
 
-    auto: cuDNN's fused kernel on GPUs with half-precision inputs (it has no dropout on the
-    probabilities, so attention dropout in training takes XLA's spelled-out path); the blockwise
-    kernel of attention.py on CPUs (it needs the hashed dropout mask to regenerate dropout in its
-    backward pass); XLA's attention elsewhere (TPU, float32 GPU).
+    auto: cuDNN's fused kernel on GPUs with half-precision inputs; XLA's (the spelled-out
+    softmax below) everywhere else. cuDNN has no dropout on the probabilities, so attention
+    dropout in training takes the XLA path; so does "blockwise" with threefry masks, which its
+    backward pass cannot regenerate. "blockwise" (model/attention.py) keeps O(L) instead of
+    O(L²) activations per head for the backward pass, at ~5 % of a CPU step (BENCHMARKS.md).
     """
     implementation = cfg.attention_implementation
     if implementation == "auto":
-        backend = jax.default_backend()
-        if backend == "gpu" and dtype in (jnp.bfloat16, jnp.float16):
-            implementation = "cudnn"
-        elif backend == "cpu":
-            implementation = "blockwise"
-        else:
-            implementation = "xla"
+        on_gpu = jax.default_backend() == "gpu"
+        implementation = "cudnn" if on_gpu and dtype in (jnp.bfloat16, jnp.float16) else "xla"
     if dropout_active and (
         implementation == "cudnn" or (implementation == "blockwise" and cfg.dropout_rng != "hash")
     ):
@@ -148,8 +144,10 @@ def attention_path(cfg: BertConfig, dtype: Any, dropout_active: bool) -> str:
 
 
 def _gelu(x: Array) -> Array:
-    # HF hidden_act="gelu" is the exact erf form, not the tanh approximation.
-    return jax.nn.gelu(x, approximate=False)
+    # HF hidden_act="gelu" is the exact erf form, not the tanh approximation, written as PyTorch
+    # writes it: x/2 (1 + erf(x/√2)). jax.nn.gelu(approximate=False) goes through erfc, which
+    # XLA:CPU evaluates with an exp and two polynomial branches (measurably slower per step).
+    return x * 0.5 * (1.0 + jax.lax.erf(x * (2.0**-0.5)))
 
 
 class BertEmbeddings(nn.Module):
@@ -227,23 +225,6 @@ class BertSelfAttention(nn.Module):
                 dropout_rate=cfg.attention_dropout if dropout_active else 0.0,
                 dropout_seed=seed,
             )
-        elif dropout_active:
-            # jax.nn.dot_product_attention has no dropout on the probabilities, which HF BERT
-            # applies in training; spell the same attention out so dropout can sit between.
-            scale = cfg.head_dim**-0.5
-            logits_BxHxLxL = jnp.einsum(
-                "bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK, preferred_element_type=jnp.float32
-            )
-            logits_BxHxLxL = jnp.where(
-                key_is_real_Bx1x1xL, logits_BxHxLxL * scale, jnp.finfo(jnp.float32).min
-            )
-            probs_BxHxLxL = jax.nn.softmax(logits_BxHxLxL, axis=-1)
-            probs_BxHxLxL = attention_dropout(
-                probs_BxHxLxL, cfg.attention_dropout, cfg.dropout_rng, dropout_key
-            )
-            out_BxLxHxK = jnp.einsum(
-                "bhqs,bshk->bqhk", probs_BxHxLxL.astype(v_BxLxHxK.dtype), v_BxLxHxK
-            )
         elif path == "cudnn":
             # cuDNN's fused kernel takes padding as lengths: batches here are right-padded
             # ([CLS] tokens [SEP] [PAD]...), so the real keys are the first `length` positions.
@@ -253,9 +234,23 @@ class BertSelfAttention(nn.Module):
                 implementation="cudnn",
             )
         else:
-            # The XLA implementation takes logits and softmax in float32 even for bf16 inputs.
-            out_BxLxHxK = jax.nn.dot_product_attention(
-                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask=key_is_real_Bx1x1xL
+            # Spelled out rather than jax.nn.dot_product_attention: dropout sits between softmax
+            # and values as in HF BERT, and XLA:CPU runs this form faster (bench: 0.86 vs 0.93
+            # s/step without dropout). Logits and softmax in float32 even for bf16 inputs.
+            scale = cfg.head_dim**-0.5
+            logits_BxHxLxL = jnp.einsum(
+                "bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK, preferred_element_type=jnp.float32
+            )
+            logits_BxHxLxL = jnp.where(
+                key_is_real_Bx1x1xL, logits_BxHxLxL * scale, jnp.finfo(jnp.float32).min
+            )
+            probs_BxHxLxL = jax.nn.softmax(logits_BxHxLxL, axis=-1)
+            if dropout_active:
+                probs_BxHxLxL = attention_dropout(
+                    probs_BxHxLxL, cfg.attention_dropout, cfg.dropout_rng, dropout_key
+                )
+            out_BxLxHxK = jnp.einsum(
+                "bhqs,bshk->bqhk", probs_BxHxLxL.astype(v_BxLxHxK.dtype), v_BxLxHxK
             )
         return nn.with_logical_constraint(out_BxLxHxK, activation_axes)
 

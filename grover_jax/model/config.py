@@ -22,8 +22,8 @@ class BertConfig:
     compute_dtype: str = "float32"
     remat: bool = False
     # "auto": cuDNN fused (flash) attention on GPUs with bf16 compute and no attention dropout,
-    # the blockwise kernel (model/attention.py) on CPUs, XLA's attention elsewhere; "xla",
-    # "cudnn" or "blockwise" force one.
+    # XLA's elsewhere; "xla", "cudnn" or "blockwise" (model/attention.py: O(L) saved activations
+    # per head, recomputed in the backward pass) force one.
     attention_implementation: str = "auto"
     # Dropout masks: "hash" (a counter hash of each element's index, model/dropout.py) or
     # "threefry" (flax nn.Dropout). The blockwise attention needs "hash" for attention dropout.
