@@ -60,6 +60,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.eps = 1e-6  # UNVERIFIED (DNABERT)
     config.train.weight_decay = 0.01  # UNVERIFIED (DNABERT)
     config.train.clip_norm = 1.0
+    # MLM head (transform + decoder) on the masked positions only, as BERT's TF code; same loss
+    config.train.mlm_head_on_targets = True
     config.train.peak_flops = 0.0  # per-device peak FLOP/s for MFU; 0 = the known chip's bf16 data-sheet peak
     config.train.log_every = 50
     config.train.eval_every = 2_000

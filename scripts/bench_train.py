@@ -61,7 +61,7 @@ def bench_jax(config, batches: list[dict], vocab_size: int, warmup: int, steps: 
     model = make_model(config.model, vocab_size)
     optimizer = make_optimizer(config.train)
     state, sharding = create_train_state(model, optimizer, mesh, config.seed)
-    step_fn = compile_train_step(config.train, config.model, mesh, sharding)
+    step_fn = compile_train_step(config.train, config.model, mesh, sharding, config.data)
     rng = jax.random.PRNGKey(0)
     device_batches = [shard_batch(b, mesh) for b in batches]
     for i in range(warmup):
@@ -162,18 +162,23 @@ def main() -> None:
 
     from grover_jax.configuration import load_config
     from grover_jax.programs.pretrain import peak_flops_per_device
-    from grover_jax.train import model_flops_per_token
+    from grover_jax.train import mlm_head_positions, model_flops_per_token
 
     overrides = PRESETS[args.preset] + [
         f"data.seq_len={args.seq_len}", f"model.max_position_embeddings={max(512, args.seq_len)}",
         f"train.batch_size={args.batch_size}", f"model.compute_dtype={args.dtype}", "train.warmup_steps=10",
+        f"data.mask_rate={args.mask_rate}",
         "train.num_steps=1000", f"model.hidden_dropout={args.dropout}", f"model.attention_dropout={args.dropout}",
         "mesh.data=-1", "mesh.fsdp=1", *args.overrides,
     ]
     config = load_config("grover_base", overrides)
     batches, vocab_size = build_batches(args.seq_len, args.batch_size, 4, args.mask_rate)
     tokens = args.steps * args.batch_size * args.seq_len
-    flops_per_token = model_flops_per_token(config.model, vocab_size, args.seq_len)
+    # Each side's own work: HF runs the MLM head at every position, this step at the
+    # mlm_head_positions gathered ones (the loss is the same).
+    head_positions = mlm_head_positions(config.train, config.data)
+    jax_flops_per_token = model_flops_per_token(config.model, vocab_size, args.seq_len, head_positions)
+    torch_flops_per_token = model_flops_per_token(config.model, vocab_size, args.seq_len)
 
     torch.set_num_threads(os.cpu_count() or 1)
     jax_seconds = bench_jax(config, batches, vocab_size, args.warmup, args.steps)
@@ -190,14 +195,18 @@ def main() -> None:
           f"vocab {vocab_size}; batch {args.batch_size} x {args.seq_len} tokens; {args.dtype}; dropout {args.dropout}; "
           f"{args.steps} timed steps after {args.warmup} warm-up; device {jax.devices()[0].device_kind}; "
           f"host malloc: {'freed memory kept (both sides)' if heap_reuse else 'glibc default'}")
+    print(f"MLM head: grover-jax on {head_positions or args.seq_len} gathered positions per row, "
+          f"HF on all {args.seq_len}")
     print(f"{'program':<34}{'s/step':>10}{'tokens/s':>12}{'MFU':>8}")
-    for name, seconds in (("grover-jax (jit, Flax)", jax_seconds), ("HF BertForMaskedLM (PyTorch)", torch_seconds)):
+    sides = (("grover-jax (jit, Flax)", jax_seconds, jax_flops_per_token),
+             ("HF BertForMaskedLM (PyTorch)", torch_seconds, torch_flops_per_token))
+    for name, seconds, flops_per_token in sides:
         rate = tokens / seconds
         mfu = f"{rate * flops_per_token / peak:.1%}" if peak else "n/a"
         print(f"{name:<34}{seconds / args.steps:>10.4f}{rate:>12,.0f}{mfu:>8}")
     print(f"ratio grover-jax / PyTorch tokens/s: {torch_seconds / jax_seconds:.2f}x  "
-          f"(MFU against {peak_source}: {peak / 1e9:,.0f} GFLOP/s; {flops_per_token / 1e6:.1f} MFLOP/token)")
-
+          f"(MFU against {peak_source}: {peak / 1e9:,.0f} GFLOP/s; MFLOP/token: grover-jax "
+          f"{jax_flops_per_token / 1e6:.1f}, HF {torch_flops_per_token / 1e6:.1f})")
 
 if __name__ == "__main__":
     main()

@@ -199,3 +199,46 @@ def test_flops_per_token_counts_every_matmul_parameter():
     attention = 12 * config.model.num_layers * config.model.hidden_size * 16
     expected = 6 * (kernels + tied_decoder) + attention
     assert train.model_flops_per_token(config.model, VOCAB, seq_len=16) == expected
+
+
+def test_flops_per_token_count_the_head_where_it_runs():
+    config = small_config()
+    every = train.model_flops_per_token(config.model, VOCAB, seq_len=16)
+    quarter = train.model_flops_per_token(config.model, VOCAB, seq_len=16, head_positions=4)
+    head = config.model.hidden_size * (config.model.hidden_size + VOCAB)
+    np.testing.assert_allclose(every - quarter, 6 * head * 0.75)
+
+
+@pytest.mark.parametrize("targets_per_row", [12, 3])
+def test_head_on_gathered_targets_gives_the_loss_and_gradients_of_the_head_everywhere(
+    targets_per_row,
+):
+    """12 slots hold every row's targets; with 3 the busiest rows overflow and the step must fall
+    back to the all-positions head rather than leave targets out."""
+    config = small_config()
+    model = make_model(config.model, VOCAB)
+    batch = random_batch(seed=2)
+    most = int((batch["mlm_weights"] > 0).sum(axis=1).max())
+    assert (most <= 12) and (most > 3)
+    params = nn.unbox(
+        model.init(jax.random.key(0), batch["input_ids"], batch["attention_mask"])["params"]
+    )
+    grad_fn = jax.jit(jax.value_and_grad(train.loss_fn, has_aux=True), static_argnums=(1, 4))
+    (_, everywhere), grads = grad_fn(params, model.apply, batch, None, 0)
+    (_, gathered), grads_gathered = grad_fn(params, model.apply, batch, None, targets_per_row)
+    assert gathered["n_targets"] == everywhere["n_targets"] == batch["mlm_weights"].sum()
+    for key in everywhere:
+        np.testing.assert_allclose(gathered[key], everywhere[key], rtol=1e-5, err_msg=key)
+    for a, b in zip(jax.tree.leaves(grads_gathered), jax.tree.leaves(grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_targets_per_row_bound_covers_the_binomial_tail():
+    config = tiny.get_config()
+    config.data.seq_len, config.data.mask_rate = 512, 0.15
+    bound = train.mlm_targets_per_row(config.data)
+    assert 76 < bound < 512 // 3  # mean 76.5: most of the head's work is saved
+    draws = np.random.default_rng(0).binomial(510, 0.15, 200_000)
+    assert draws.max() <= bound
+    config.data.seq_len, config.data.mask_rate = 16, 0.5
+    assert train.mlm_targets_per_row(config.data) == 16  # never more slots than positions

@@ -438,9 +438,24 @@ class BertForMaskedLM(nn.Module):
         deterministic: bool = True,
         return_hidden: bool = False,
     ) -> Array | tuple[Array, Array]:
-        h_BxLxD = self.bert(input_ids_BxL, attention_mask_BxL, token_type_ids_BxL, deterministic)
-        logits_BxLxV = self.cls(h_BxLxD, self.bert.embeddings.word_embeddings.embedding)
+        h_BxLxD = self.encode(input_ids_BxL, attention_mask_BxL, token_type_ids_BxL, deterministic)
+        logits_BxLxV = self.predict_tokens(h_BxLxD)
         return (logits_BxLxV, h_BxLxD) if return_hidden else logits_BxLxV
+
+    def encode(
+        self,
+        input_ids_BxL: Array,
+        attention_mask_BxL: Array,
+        token_type_ids_BxL: Array | None = None,
+        deterministic: bool = True,
+    ) -> Array:
+        """The last hidden states [B, L, D] (`apply(..., method="encode")`)."""
+        return self.bert(input_ids_BxL, attention_mask_BxL, token_type_ids_BxL, deterministic)
+
+    def predict_tokens(self, h_BxNxD: Array) -> Array:
+        """MLM logits [B, N, V] for any N positions' hidden states (`method="predict_tokens"`):
+        the pretraining step runs the head on the masked positions only, as BERT's TF code did."""
+        return self.cls(h_BxNxD, self.bert.embeddings.word_embeddings.embedding)
 
 
 class BertForSequenceClassification(nn.Module):

@@ -22,7 +22,9 @@ import ml_collections
 import numpy as np
 
 from grover_jax.parallel import MESH_AXES, MeshConfigError, batch_sharding, replicated
-from grover_jax.train import abstract_train_state, compile_train_step, model_flops_per_token
+from grover_jax.train import (
+    abstract_train_state, compile_train_step, mlm_head_positions, model_flops_per_token,
+)
 
 GiB = 1024**3
 
@@ -289,7 +291,7 @@ def compile_pretraining(config: ml_collections.ConfigDict, topology: Topology | 
     state = abstract_train_state(model, optimizer, mesh)
     batch = abstract_batch(batch_size, seq_len, mesh)
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=replicated(mesh))
-    train_step = compile_train_step(config.train, config.model, mesh, state_sharding)
+    train_step = compile_train_step(config.train, config.model, mesh, state_sharding, config.data)
     lowered = train_step.lower(state, batch, rng)
     try:
         compiled = lowered.compile()
@@ -312,7 +314,9 @@ def compile_pretraining(config: ml_collections.ConfigDict, topology: Topology | 
         optimizer_state=per_chip_bytes(state.opt_state), batch=per_chip_bytes(batch),
         temporaries=memory.temp_size_in_bytes, program=memory.generated_code_size_in_bytes, total=total,
         xla_flops_per_chip=float(cost.get("flops", 0.0)),
-        model_flops=model_flops_per_token(config.model, vocab_size, seq_len) * batch_size * seq_len,
+        model_flops=model_flops_per_token(
+            config.model, vocab_size, seq_len, mlm_head_positions(config.train, config.data)
+        ) * batch_size * seq_len,
     )
     if not report.fits:
         raise _does_not_fit(topology, num_slices, total, topology.chip.hbm_bytes)

@@ -30,7 +30,7 @@ from grover_jax.parallel import initialize_distributed, make_mesh, shard_batch
 from grover_jax.store import TokenStore
 from grover_jax.train import (
     Checkpointer, abstract_train_state, compile_eval_step, compile_train_step, create_train_state,
-    make_optimizer, model_flops_per_token, train_state_sharding,
+    make_optimizer, mlm_head_positions, model_flops_per_token, train_state_sharding,
 )
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets (for MFU; `train.peak_flops` overrides).
@@ -175,7 +175,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
     if is_main:
         write_bytes(workdir / "config.json", config.to_json_best_effort(indent=1).encode())
         write_bytes(workdir / "tokenizer.json", store.tokenizer.path.read_bytes())
-    train_step = compile_train_step(config.train, config.model, mesh, state_sharding)
+    train_step = compile_train_step(config.train, config.model, mesh, state_sharding, config.data)
     eval_fn = compile_eval_step(model.apply, mesh, state_sharding.params)
     log = MetricsLog(workdir, step, is_main)
 
@@ -183,7 +183,10 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
     train_batches = MlmBatches(store, "train", masking, config.train.batch_size, config.seed)
     rows = _process_rows(config.train.batch_size)
     base_rng = jax.random.PRNGKey(config.seed)
-    flops_per_token = model_flops_per_token(config.model, store.vocab_size, config.data.seq_len)
+    flops_per_token = model_flops_per_token(
+        config.model, store.vocab_size, config.data.seq_len,
+        mlm_head_positions(config.train, config.data),
+    )
     peak = peak_flops_per_device(config)
     tokens_per_step = config.train.batch_size * config.data.seq_len
     num_steps = config.train.num_steps

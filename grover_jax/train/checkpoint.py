@@ -28,7 +28,7 @@ from orbax.checkpoint import checkpoint_managers
 # mesh, other programs' settings) do not enter pretraining, or are pinned by the tokenizer hash.
 RESUME_SECTIONS = ("seed", "model", "data", "train")
 # Inside those sections, fields that may change on resume: memory/layout knobs that leave the
-# numbers the same (remat, the attention kernel), bookkeeping
+# numbers the same (remat, the attention kernel, where the MLM head runs), bookkeeping
 # cadence, and where the token store lives. num_steps is *not* free: the learning-rate decay
 # ends at num_steps, so changing it changes every later update. grad_accum_steps is free only
 # without dropout: the accumulation is exact, but dropout keys are drawn per micro-batch.
@@ -43,6 +43,7 @@ RESUME_FREE_FIELDS = frozenset(
         "train.checkpoint_every",
         "train.keep_checkpoints",
         "train.peak_flops",
+        "train.mlm_head_on_targets",
     }
 )
 _VALID_LOSS = "valid_loss"
