@@ -241,9 +241,9 @@ class BertSelfAttention(nn.Module):
             logits_BxHxLxL = jnp.einsum(
                 "bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK, preferred_element_type=jnp.float32
             )
-            logits_BxHxLxL = jnp.where(
-                key_is_real_Bx1x1xL, logits_BxHxLxL * scale, jnp.finfo(jnp.float32).min
-            )
+            # An additive mask (HF's form) rather than a select: its gradient is the identity.
+            key_bias_Bx1x1xL = jnp.where(key_is_real_Bx1x1xL, 0.0, jnp.finfo(jnp.float32).min)
+            logits_BxHxLxL = logits_BxHxLxL * scale + key_bias_Bx1x1xL
             # Softmax normalised after the value product: a division over [.., L, K] instead of
             # over [.., L, L] (~2 % of a CPU step). The row maximum only guards exp's range; the
             # result does not depend on it, so no gradient flows through it.
