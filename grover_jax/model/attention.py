@@ -128,8 +128,9 @@ _attention.defvjp(_forward, _attention_backward)
 
 
 def attention_dropout(probs_BxHxLxL: Array, rate: float, rng: str, key: Array) -> Array:
-    """Dropout on whole attention probabilities (XLA's path): with rng "hash" the same mask the
-    blockwise kernel draws from the same key."""
+    """Dropout on whole [B, H, L, L] attention weights (XLA's path; normalised or not, dropout
+    commutes with the row normalisation): with rng "hash" the same mask the blockwise kernel
+    draws from the same key."""
     batch, num_heads, length, _ = probs_BxHxLxL.shape
     if rng == "hash":
         rows_B = jnp.arange(batch, dtype=jnp.uint32)
