@@ -259,13 +259,15 @@ class BertSelfAttention(nn.Module):
             # Spelled out rather than jax.nn.dot_product_attention: dropout sits between softmax
             # and values as in HF BERT, and XLA:CPU runs this form faster (bench: 0.86 vs 0.93
             # s/step without dropout). Logits and softmax in float32 even for bf16 inputs.
-            scale = cfg.head_dim**-0.5
+            # The 1/√K scale on q ([B, L, H, K]) rather than on the logits ([B, H, L, L]);
+            # exact for K = 64 (a power of two), within rounding otherwise.
+            scale = jnp.asarray(cfg.head_dim**-0.5, q_BxLxHxK.dtype)
             logits_BxHxLxL = jnp.einsum(
-                "bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK, preferred_element_type=jnp.float32
+                "bqhk,bshk->bhqs", q_BxLxHxK * scale, k_BxLxHxK, preferred_element_type=jnp.float32
             )
             # An additive mask (HF's form) rather than a select: its gradient is the identity.
             key_bias_Bx1x1xL = jnp.where(key_is_real_Bx1x1xL, 0.0, jnp.finfo(jnp.float32).min)
-            logits_BxHxLxL = logits_BxHxLxL * scale + key_bias_Bx1x1xL
+            logits_BxHxLxL = logits_BxHxLxL + key_bias_Bx1x1xL
             # Softmax normalised after the value product: a division over [.., L, K] instead of
             # over [.., L, L] (~2 % of a CPU step). The row maximum only guards exp's range; the
             # result does not depend on it, so no gradient flows through it.
