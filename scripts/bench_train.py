@@ -195,8 +195,8 @@ def main() -> None:
           f"vocab {vocab_size}; batch {args.batch_size} x {args.seq_len} tokens; {args.dtype}; dropout {args.dropout}; "
           f"{args.steps} timed steps after {args.warmup} warm-up; device {jax.devices()[0].device_kind}; "
           f"host malloc: {'freed memory kept (both sides)' if heap_reuse else 'glibc default'}")
-    print(f"MLM head: grover-jax on {head_positions or args.seq_len} gathered positions per row, "
-          f"HF on all {args.seq_len}")
+    where = f"{head_positions} gathered positions per row" if head_positions else f"all {args.seq_len} positions"
+    print(f"MLM head: grover-jax on {where}, HF on all {args.seq_len}")
     print(f"{'program':<34}{'s/step':>10}{'tokens/s':>12}{'MFU':>8}")
     sides = (("grover-jax (jit, Flax)", jax_seconds, jax_flops_per_token),
              ("HF BertForMaskedLM (PyTorch)", torch_seconds, torch_flops_per_token))
