@@ -53,14 +53,13 @@ def measured_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
 def bench_jax(config, batches: list[dict], vocab_size: int, warmup: int, steps: int) -> float:
     import jax
 
-    from grover_jax.model import make_model
-    from grover_jax.parallel import make_mesh, shard_batch
-    from grover_jax.train import compile_train_step, create_train_state, make_optimizer
+    from grover_jax.parallel import shard_batch
+    from grover_jax.programs.pretrain import pretraining_program
+    from grover_jax.train import compile_train_step, create_train_state
 
-    mesh = make_mesh(config.mesh)
-    model = make_model(config.model, vocab_size)
-    optimizer = make_optimizer(config.train)
-    state, sharding = create_train_state(model, optimizer, mesh, config.seed)
+    # `grover pretrain`'s own mesh, model, optimizer and step.
+    mesh, model, optimizer, sharding = pretraining_program(config, vocab_size)
+    state, _ = create_train_state(model, optimizer, mesh, config.seed)
     step_fn = compile_train_step(config.train, config.model, mesh, sharding, config.data)
     rng = jax.random.PRNGKey(0)
     device_batches = [shard_batch(b, mesh) for b in batches]
@@ -207,6 +206,7 @@ def main() -> None:
     print(f"ratio grover-jax / PyTorch tokens/s: {torch_seconds / jax_seconds:.2f}x  "
           f"(MFU against {peak_source}: {peak / 1e9:,.0f} GFLOP/s; MFLOP/token: grover-jax "
           f"{jax_flops_per_token / 1e6:.1f}, HF {torch_flops_per_token / 1e6:.1f})")
+
 
 if __name__ == "__main__":
     main()

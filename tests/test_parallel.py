@@ -102,8 +102,8 @@ def test_eight_fake_devices_train_like_one(tmp_path, single_device):
 
 
 def test_dropout_masks_do_not_depend_on_the_sharding(tmp_path, single_device):
-    # Hashed dropout masks are functions of each element's global index, and the blockwise
-    # attention regenerates them in its backward pass: 8 sharded devices draw the same masks.
+    # Hashed dropout masks are functions of each element's global index, so 8 sharded devices
+    # draw the masks one device draws.
     with_dropout = ["--dropout", "0.1"]
     single = run_workers(tmp_path, "single_dropout", ["--devices", "1", "--mesh", "1,1,1", *with_dropout])
     sharded = run_workers(tmp_path, "sharded_dropout", ["--devices", "8", "--mesh", "2,2,2", *with_dropout])

@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from grover_jax.model.dropout import dropout_seed, hashed_keep_mask
+from grover_jax.model.dropout import apply_keep_mask, dropout_seed, hashed_keep_mask
+from grover_jax.parallel.rules import batch_shards, from_strided_blocks, strided_blocks
 
 Array = jax.Array
 
@@ -48,7 +49,7 @@ def _block_forward(q, k, v, key_bias, rows, seed, rate):
     probs = unnormalised * (1.0 / row_sum)
     if rate > 0.0:
         keep = _block_keep(seed, rows, q.shape[1], q.shape[2], rate)
-        probs = jnp.where(keep, probs * (1.0 / (1.0 - rate)), 0.0)
+        probs = apply_keep_mask(probs, keep, rate)
     out = jnp.einsum("nhqs,nhsk->nhqk", probs.astype(v.dtype), v)
     return out, (row_max + jnp.log(row_sum))[..., 0]
 
@@ -58,9 +59,8 @@ def _block_backward(q, k, v, key_bias, rows, seed, rate, out, logsumexp, d_out):
     d_dropped = jnp.einsum("nhqk,nhsk->nhqs", d_out, v, preferred_element_type=jnp.float32)
     if rate > 0.0:
         keep = _block_keep(seed, rows, q.shape[1], q.shape[2], rate)
-        inverse_keep = 1.0 / (1.0 - rate)
-        dropped = jnp.where(keep, probs * inverse_keep, 0.0)
-        d_probs = jnp.where(keep, d_dropped * inverse_keep, 0.0)
+        dropped = apply_keep_mask(probs, keep, rate)
+        d_probs = apply_keep_mask(d_dropped, keep, rate)
     else:
         dropped, d_probs = probs, d_dropped
     d_v = jnp.einsum("nhqs,nhqk->nhsk", dropped.astype(d_out.dtype), d_out)
@@ -70,16 +70,6 @@ def _block_backward(q, k, v, key_bias, rows, seed, rate, out, logsumexp, d_out):
     d_q = jnp.einsum("nhqs,nhsk->nhqk", d_logits.astype(q.dtype), k)
     d_k = jnp.einsum("nhqs,nhqk->nhsk", d_logits.astype(q.dtype), q)
     return d_q, d_k, d_v
-
-
-def _to_blocks(x: Array, n_blocks: int) -> Array:
-    """[B, …] → [n_blocks, B / n_blocks, …], block i = rows i, i + n_blocks, …"""
-    x = x.reshape(x.shape[0] // n_blocks, n_blocks, *x.shape[1:]).swapaxes(0, 1)
-    return nn.with_logical_constraint(x, (None, "batch") + (None,) * (x.ndim - 2))
-
-
-def _from_blocks(x: Array) -> Array:
-    return x.swapaxes(0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
 def _heads_major(x_BxLxHxK: Array) -> Array:
@@ -94,13 +84,19 @@ def _length_major(x_BxHxLxK: Array) -> Array:
     )
 
 
+def key_padding_bias(key_is_real_BxL: Array) -> Array:
+    """[B, 1, 1, L]: 0 for real keys, float32's minimum for padding, added to the logits (HF's
+    extended attention mask; its gradient is the identity, unlike a select's)."""
+    return jnp.where(key_is_real_BxL, 0.0, _NEG)[:, None, None, :]
+
+
 def _forward(q, k, v, key_is_real, seed, rate, n_blocks):
-    key_bias = jnp.where(key_is_real, 0.0, _NEG)[:, None, None, :]
+    key_bias = key_padding_bias(key_is_real)
     rows = jnp.arange(q.shape[0], dtype=jnp.uint32)
     q, k, v = _heads_major(q), _heads_major(k), _heads_major(v)
-    blocks = tuple(_to_blocks(x, n_blocks) for x in (q, k, v, key_bias, rows))
+    blocks = tuple(strided_blocks(x, n_blocks) for x in (q, k, v, key_bias, rows))
     out, logsumexp = jax.lax.map(lambda xs: _block_forward(*xs, seed, rate), blocks)
-    out, logsumexp = _from_blocks(out), _from_blocks(logsumexp)
+    out, logsumexp = from_strided_blocks(out), from_strided_blocks(logsumexp)
     return _length_major(out), (q, k, v, key_bias, rows, seed, out, logsumexp)
 
 
@@ -112,7 +108,7 @@ def _attention(q, k, v, key_is_real, seed, rate, n_blocks):
 def _attention_backward(rate, n_blocks, residuals, d_out):
     q, k, v, key_bias, rows, seed, out, logsumexp = residuals
     blocks = tuple(
-        _to_blocks(x, n_blocks)
+        strided_blocks(x, n_blocks)
         for x in (q, k, v, key_bias, rows, out, logsumexp, _heads_major(d_out))
     )
 
@@ -120,7 +116,7 @@ def _attention_backward(rate, n_blocks, residuals, d_out):
         q, k, v, key_bias, rows, out, logsumexp, d_out = xs
         return _block_backward(q, k, v, key_bias, rows, seed, rate, out, logsumexp, d_out)
 
-    d_q, d_k, d_v = (_length_major(_from_blocks(d)) for d in jax.lax.map(block, blocks))
+    d_q, d_k, d_v = (_length_major(from_strided_blocks(d)) for d in jax.lax.map(block, blocks))
     return d_q, d_k, d_v, None, None
 
 
@@ -137,21 +133,7 @@ def attention_dropout(probs_BxHxLxL: Array, rate: float, rng: str, key: Array) -
         keep = _block_keep(dropout_seed(key), rows_B, num_heads, length, rate)
     else:
         keep = jax.random.bernoulli(key, 1.0 - rate, probs_BxHxLxL.shape)
-    return jnp.where(keep, probs_BxHxLxL * (1.0 / (1.0 - rate)), 0.0)
-
-
-def batch_shards() -> int:
-    """How many ways the batch axis is split by the mesh in context (1 outside a mesh)."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh is None or mesh.empty:
-        return 1
-    rules = dict(nn.get_logical_axis_rules())
-    axes = rules.get("batch") or ()
-    axes = (axes,) if isinstance(axes, str) else axes
-    size = 1
-    for axis in axes:
-        size *= dict(mesh.shape).get(axis, 1)
-    return size
+    return apply_keep_mask(probs_BxHxLxL, keep, rate)
 
 
 def blockwise_attention(

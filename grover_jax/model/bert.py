@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from grover_jax.model.attention import attention_dropout, blockwise_attention
+from grover_jax.model.attention import attention_dropout, blockwise_attention, key_padding_bias
 from grover_jax.model.config import BertConfig
 from grover_jax.model.dropout import Dropout, dropout_seed
 
@@ -106,10 +106,7 @@ class HeadsDense(nn.Module):
     def __call__(self, x: Array) -> Array:
         dtype = _compute_dtype(self.cfg)
         n_out = len(self.bias_axes)
-        kernel = self.param(
-            "kernel", _normal(self.cfg, *self.kernel_axes), self.kernel_shape, jnp.float32
-        )
-        bias = self.param("bias", _zeros(*self.bias_axes), self.kernel_shape[-n_out:], jnp.float32)
+        kernel, bias = _heads_params(self)
         y = jnp.einsum(self.equation, x.astype(dtype), kernel.astype(dtype))
         return y + bias.astype(dtype)[(None,) * (y.ndim - n_out)]
 
@@ -124,12 +121,17 @@ class HeadsParams(nn.Module):
 
     @nn.compact
     def __call__(self) -> tuple[Array, Array]:
-        kernel = self.param(
-            "kernel", _normal(self.cfg, *self.kernel_axes), self.kernel_shape, jnp.float32
-        )
-        n_out = len(self.bias_axes)
-        bias = self.param("bias", _zeros(*self.bias_axes), self.kernel_shape[-n_out:], jnp.float32)
-        return kernel, bias
+        return _heads_params(self)
+
+
+def _heads_params(module: "HeadsDense | HeadsParams") -> tuple[Array, Array]:
+    """Declare `kernel` and `bias` in `module`'s own scope (their paths are HF's state-dict keys)."""
+    kernel = module.param(
+        "kernel", _normal(module.cfg, *module.kernel_axes), module.kernel_shape, jnp.float32
+    )
+    n_out = len(module.bias_axes)
+    bias = module.param("bias", _zeros(*module.bias_axes), module.kernel_shape[-n_out:], jnp.float32)
+    return kernel, bias
 
 
 def _gathered_table(table_NxD: Array) -> Array:
@@ -235,17 +237,16 @@ class BertSelfAttention(nn.Module):
         v_BxLxHxK = nn.with_logical_constraint(v_BxLxHxK, activation_axes)
         # Padding keys are excluded for every query (HF's extended attention mask); padded
         # queries still produce outputs, which the loss never reads.
-        key_is_real_Bx1x1xL = attention_mask_BxL[:, None, None, :].astype(bool)
+        key_is_real_BxL = attention_mask_BxL.astype(bool)
 
         dropout_active = cfg.attention_dropout > 0.0 and not deterministic
         dropout_key = self.make_rng("dropout") if dropout_active else None
-        seed = dropout_seed(dropout_key) if dropout_active else None
         path = attention_path(cfg, q_BxLxHxK.dtype, dropout_active)
         if path == "blockwise":
             out_BxLxHxK = blockwise_attention(
-                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, attention_mask_BxL,
+                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL,
                 dropout_rate=cfg.attention_dropout if dropout_active else 0.0,
-                dropout_seed=seed,
+                dropout_seed=dropout_seed(dropout_key) if dropout_active else None,
             )
         elif path == "cudnn":
             # cuDNN's fused kernel takes padding as lengths: batches here are right-padded
@@ -265,9 +266,7 @@ class BertSelfAttention(nn.Module):
             logits_BxHxLxL = jnp.einsum(
                 "bqhk,bshk->bhqs", q_BxLxHxK * scale, k_BxLxHxK, preferred_element_type=jnp.float32
             )
-            # An additive mask (HF's form) rather than a select: its gradient is the identity.
-            key_bias_Bx1x1xL = jnp.where(key_is_real_Bx1x1xL, 0.0, jnp.finfo(jnp.float32).min)
-            logits_BxHxLxL = logits_BxHxLxL + key_bias_Bx1x1xL
+            logits_BxHxLxL = logits_BxHxLxL + key_padding_bias(key_is_real_BxL)
             # Softmax normalised after the value product: a division over [.., L, K] instead of
             # over [.., L, L] (~2 % of a CPU step). The row maximum only guards exp's range; the
             # result does not depend on it, so no gradient flows through it.

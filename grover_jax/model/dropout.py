@@ -69,11 +69,15 @@ def hashed_keep_mask(seed: Array, row_ids: Array, inner_shape: tuple[int, ...], 
     return bits >= jnp.uint32(drop_threshold(rate))
 
 
+def apply_keep_mask(x: Array, keep: Array, rate: float) -> Array:
+    """Inverted dropout: kept elements scaled by 1 / (1 - rate), the rest zero."""
+    return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype), jnp.zeros((), x.dtype))
+
+
 def hashed_dropout(x: Array, seed: Array, rate: float) -> Array:
     """Inverted dropout of `x` with rows along axis 0."""
     rows = jnp.arange(x.shape[0], dtype=jnp.uint32)
-    keep = hashed_keep_mask(seed, rows, x.shape[1:], rate)
-    return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype), jnp.zeros((), x.dtype))
+    return apply_keep_mask(x, hashed_keep_mask(seed, rows, x.shape[1:], rate), rate)
 
 
 class Dropout(nn.Module):

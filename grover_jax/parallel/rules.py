@@ -66,6 +66,35 @@ def activation_sharding(mesh: Mesh) -> Iterator[None]:
         yield
 
 
+def batch_shards(mesh: Mesh | None = None) -> int:
+    """How many ways `mesh` (default: the one in context, `activation_sharding`) splits the batch
+    axis; 1 outside any mesh."""
+    mesh = mesh if mesh is not None else jax.sharding.get_abstract_mesh()
+    if mesh is None or mesh.empty:
+        return 1
+    axes = nn.logical_to_mesh_axes(("batch",), LOGICAL_AXIS_RULES)[0] or ()
+    axes = (axes,) if isinstance(axes, str) else axes
+    return int(np.prod([dict(mesh.shape)[axis] for axis in axes]))
+
+
+def strided_blocks(x: jax.Array, n_blocks: int, blocks_name: str = "blocks") -> jax.Array:
+    """[B, …] → [n_blocks, B / n_blocks, …], block i = rows i, i + n_blocks, …
+
+    Strided rows keep every block spread over all data/fsdp shards (a contiguous split would put
+    block 0 on the first devices only). Used for gradient-accumulation micro-batches and for
+    the blockwise attention's blocks.
+    """
+    if x.shape[0] % n_blocks:
+        raise ValueError(f"batch of {x.shape[0]} rows does not split into {n_blocks} {blocks_name}")
+    x = x.reshape(x.shape[0] // n_blocks, n_blocks, *x.shape[1:]).swapaxes(0, 1)
+    return nn.with_logical_constraint(x, (None, "batch") + (None,) * (x.ndim - 2))
+
+
+def from_strided_blocks(x: jax.Array) -> jax.Array:
+    """The inverse of `strided_blocks`."""
+    return x.swapaxes(0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
 def shard_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """This process's rows → one global array per key, split over data+fsdp.
 

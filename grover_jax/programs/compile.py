@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from grover_jax.parallel import MESH_AXES, MeshConfigError, batch_sharding, replicated
+from grover_jax.parallel.rules import batch_shards
 from grover_jax.train import (
     abstract_train_state, compile_train_step, mlm_head_positions, model_flops_per_token,
 )
@@ -280,12 +281,12 @@ def compile_pretraining(config: ml_collections.ConfigDict, topology: Topology | 
         mesh, model, optimizer, state_sharding = pretraining_program(config, vocab_size, devices)
     except (MeshConfigError, NotImplementedError, ValueError) as error:  # no mesh of that shape on the slice
         raise CompileSetupError(f"{topology.name}: {str(error).splitlines()[0]}") from None
-    batch_shards = math.prod(mesh.shape[axis] for axis in ("data", "fsdp"))
+    n_batch_shards = batch_shards(mesh)
     batch_size, seq_len = config.train.batch_size, config.data.seq_len
-    if batch_size % (batch_shards * config.train.grad_accum_steps):
+    if batch_size % (n_batch_shards * config.train.grad_accum_steps):
         micro = f" × {config.train.grad_accum_steps} micro-batches" if config.train.grad_accum_steps > 1 else ""
         raise CompileSetupError(
-            f"train.batch_size {batch_size} does not split over the {batch_shards} data×fsdp shards{micro} of mesh "
+            f"train.batch_size {batch_size} does not split over the {n_batch_shards} data×fsdp shards{micro} of mesh "
             f"{' '.join(f'{a}={mesh.shape[a]}' for a in MESH_AXES)} (use mesh.tensor, or a larger batch)")
 
     state = abstract_train_state(model, optimizer, mesh)

@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -20,7 +19,12 @@ import optax
 from flax.training.train_state import TrainState
 from jax.sharding import Mesh
 
-from grover_jax.parallel.rules import activation_sharding, batch_sharding, replicated
+from grover_jax.parallel.rules import (
+    activation_sharding,
+    batch_sharding,
+    replicated,
+    strided_blocks,
+)
 from grover_jax.train.optimizer import learning_rate_schedule
 
 Batch = dict[str, jax.Array]
@@ -108,24 +112,6 @@ def mlm_targets_per_row(data_cfg: ml_collections.ConfigDict) -> int:
     return min(bound, data_cfg.seq_len)
 
 
-def _split_micro_batches(batch: Batch, n_micro: int) -> Batch:
-    """[B, …] → [n_micro, B/n_micro, …] taking every n_micro-th row.
-
-    Strided rows keep each micro-batch spread over all data/fsdp shards (a contiguous split
-    would put micro-batch 0 on the first devices only).
-    """
-
-    def split(x: jax.Array) -> jax.Array:
-        if x.shape[0] % n_micro:
-            raise ValueError(
-                f"batch of {x.shape[0]} rows does not split into {n_micro} micro-batches"
-            )
-        x = x.reshape(x.shape[0] // n_micro, n_micro, *x.shape[1:]).swapaxes(0, 1)
-        return nn.with_logical_constraint(x, (None, "batch") + (None,) * (x.ndim - 2))
-
-    return jax.tree.map(split, batch)
-
-
 def train_step(
     state: TrainState,
     batch: Batch,
@@ -144,7 +130,9 @@ def train_step(
     """
     # Per-step key from (base key, step): a resumed run draws the same dropout masks.
     step_rng = jax.random.fold_in(rng, state.step)
-    micro_batches = _split_micro_batches(batch, grad_accum_steps)
+    micro_batches = jax.tree.map(
+        lambda x: strided_blocks(x, grad_accum_steps, "micro-batches"), batch
+    )
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def accumulate(carry: tuple[Any, Metrics], micro: tuple[Batch, jax.Array]):
