@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.initializer_range = 0.02
     config.model.compute_dtype = "float32"  # "bfloat16": bf16 compute, f32 params and loss
     config.model.remat = False
-    config.model.attention_implementation = "auto"  # cuDNN on GPUs with bf16, XLA elsewhere (model/config.py)
+    config.model.attention_implementation = "auto"  # cuDNN on GPUs with bf16, xla_cpu on CPUs, XLA elsewhere (model/config.py)
     config.model.dropout_rng = "hash"  # counter-hash dropout masks (model/dropout.py); "threefry": flax's
 
     config.data = ml_collections.ConfigDict()

@@ -8,6 +8,11 @@ Both sides: AdamW (b1 0.9, b2 0.98, eps 1e-6, wd 0.01), linear warm-up then deca
 masked-token cross-entropy, dropout as configured. Batches are real windows of the bundled hg19 chr20
 token store. MFU = model FLOPs/token x tokens/s / peak; on a CPU the "peak" is the float32 matmul
 rate measured here (there is no data-sheet number), on a GPU the bf16 data-sheet peak.
+
+Timing: both sides set up and warmed up, one untimed alternation, then `--rounds` alternating rounds
+of steps; each side's time is its median round. A shared VM's speed drifts by several per cent over
+a minute, which a side-after-side measurement would charge to one side; the per-round ratios are
+printed too.
 """
 
 import argparse
@@ -50,7 +55,22 @@ def measured_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
-def bench_jax(config, batches: list[dict], vocab_size: int, warmup: int, steps: int) -> float:
+def timed(run_step, sync, n_batches: int):
+    """`run(steps) -> seconds` for a side that is set up and warmed up."""
+    position = [0]
+
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            run_step(position[0] % n_batches)
+            position[0] += 1
+        sync()
+        return time.perf_counter() - start
+
+    return run
+
+
+def setup_jax(config, batches: list[dict], vocab_size: int, warmup: int):
     import jax
 
     from grover_jax.parallel import shard_batch
@@ -63,17 +83,17 @@ def bench_jax(config, batches: list[dict], vocab_size: int, warmup: int, steps: 
     step_fn = compile_train_step(config.train, config.model, mesh, sharding, config.data)
     rng = jax.random.PRNGKey(0)
     device_batches = [shard_batch(b, mesh) for b in batches]
-    for i in range(warmup):
-        state, metrics = step_fn(state, device_batches[i % len(device_batches)], rng)
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for i in range(steps):
-        state, metrics = step_fn(state, device_batches[i % len(device_batches)], rng)
-    jax.block_until_ready((state, metrics))
-    return time.perf_counter() - start
+    carry = {"state": state, "metrics": None}
+
+    def run_step(i: int) -> None:
+        carry["state"], carry["metrics"] = step_fn(carry["state"], device_batches[i], rng)
+
+    run = timed(run_step, lambda: jax.block_until_ready((carry["state"], carry["metrics"])), len(batches))
+    run(warmup)
+    return run
 
 
-def bench_torch(config, batches: list[dict], vocab_size: int, warmup: int, steps: int, device: str, bf16: bool) -> float:
+def setup_torch(config, batches: list[dict], vocab_size: int, warmup: int, device: str, bf16: bool):
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
@@ -109,7 +129,8 @@ def bench_torch(config, batches: list[dict], vocab_size: int, warmup: int, steps
             "labels": torch.from_numpy(labels).long().to(device),
         })
 
-    def step(batch):
+    def run_step(i: int) -> None:
+        batch = device_batches[i]
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
             loss = model(**batch).loss
         loss.backward()
@@ -117,20 +138,14 @@ def bench_torch(config, batches: list[dict], vocab_size: int, warmup: int, steps
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        return loss
 
     def sync():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    for i in range(warmup):
-        step(device_batches[i % len(device_batches)])
-    sync()
-    start = time.perf_counter()
-    for i in range(steps):
-        step(device_batches[i % len(device_batches)])
-    sync()
-    return time.perf_counter() - start
+    run = timed(run_step, sync, len(batches))
+    run(warmup)
+    return run
 
 
 def main() -> None:
@@ -140,7 +155,10 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per side")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="the timed steps alternate between the sides in this many rounds; "
+                             "each side's time is the median round's (a shared VM's speed drifts)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--mask-rate", type=float, default=0.15)
     parser.add_argument("--dropout", type=float, default=0.1)
@@ -172,7 +190,9 @@ def main() -> None:
     ]
     config = load_config("grover_base", overrides)
     batches, vocab_size = build_batches(args.seq_len, args.batch_size, 4, args.mask_rate)
-    tokens = args.steps * args.batch_size * args.seq_len
+    rounds = max(1, min(args.rounds, args.steps))
+    steps_per_round = args.steps // rounds
+    tokens = steps_per_round * args.batch_size * args.seq_len
     # Each side's own work: HF runs the MLM head at every position, this step at the
     # mlm_head_positions gathered ones (the loss is the same).
     head_positions = mlm_head_positions(config.train, config.data)
@@ -180,10 +200,16 @@ def main() -> None:
     torch_flops_per_token = model_flops_per_token(config.model, vocab_size, args.seq_len)
 
     torch.set_num_threads(os.cpu_count() or 1)
-    jax_seconds = bench_jax(config, batches, vocab_size, args.warmup, args.steps)
+    run_jax = setup_jax(config, batches, vocab_size, args.warmup)
     torch_device = "cuda" if args.device == "gpu" else "cpu"
-    torch_seconds = bench_torch(config, batches, vocab_size, args.warmup, args.steps, torch_device,
-                                bf16=args.dtype == "bfloat16")
+    run_torch = setup_torch(config, batches, vocab_size, args.warmup, torch_device,
+                            bf16=args.dtype == "bfloat16")
+    # One untimed alternation first: each side's first round after the other's start-up runs
+    # ~30 % slow however long its own warm-up (the shared heap and thread pools settle).
+    round_seconds = [(run_jax(steps_per_round), run_torch(steps_per_round)) for _ in range(rounds + 1)][1:]
+    jax_seconds = float(np.median([j for j, _ in round_seconds]))
+    torch_seconds = float(np.median([t for _, t in round_seconds]))
+    round_ratios = [t / j for j, t in round_seconds]
     if args.device == "cpu":
         peak, peak_source = measured_matmul_flops(), "measured f32 matmul"
     else:
@@ -192,7 +218,8 @@ def main() -> None:
     m = config.model
     print(f"\nmodel: {m.num_layers} layers x {m.hidden_size} wide, {m.num_heads} heads, FFN {m.intermediate_size}, "
           f"vocab {vocab_size}; batch {args.batch_size} x {args.seq_len} tokens; {args.dtype}; dropout {args.dropout}; "
-          f"{args.steps} timed steps after {args.warmup} warm-up; device {jax.devices()[0].device_kind}; "
+          f"{rounds} alternating rounds of {steps_per_round} timed steps per side after {args.warmup} "
+          f"warm-up steps and one untimed round (median round); device {jax.devices()[0].device_kind}; "
           f"host malloc: {'freed memory kept (both sides)' if heap_reuse else 'glibc default'}")
     where = f"{head_positions} gathered positions per row" if head_positions else f"all {args.seq_len} positions"
     print(f"MLM head: grover-jax on {where}, HF on all {args.seq_len}")
@@ -202,10 +229,11 @@ def main() -> None:
     for name, seconds, flops_per_token in sides:
         rate = tokens / seconds
         mfu = f"{rate * flops_per_token / peak:.1%}" if peak else "n/a"
-        print(f"{name:<34}{seconds / args.steps:>10.4f}{rate:>12,.0f}{mfu:>8}")
+        print(f"{name:<34}{seconds / steps_per_round:>10.4f}{rate:>12,.0f}{mfu:>8}")
     print(f"ratio grover-jax / PyTorch tokens/s: {torch_seconds / jax_seconds:.2f}x  "
           f"(MFU against {peak_source}: {peak / 1e9:,.0f} GFLOP/s; MFLOP/token: grover-jax "
           f"{jax_flops_per_token / 1e6:.1f}, HF {torch_flops_per_token / 1e6:.1f})")
+    print("ratio per round: " + ", ".join(f"{r:.2f}x" for r in round_ratios))
 
 
 if __name__ == "__main__":

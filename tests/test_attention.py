@@ -1,8 +1,10 @@
-"""The blockwise attention kernel and the hashed dropout masks it regenerates.
+"""The blockwise and XLA:CPU attention kernels, and the hashed dropout masks they use.
 
 Synthetic inputs on purpose: these test a mechanism (equal numbers, mask statistics), not the
 model's behaviour on genomes (test_pretrain does that on real sequence).
 """
+
+import dataclasses
 
 import flax.linen as nn
 import jax
@@ -12,7 +14,8 @@ import pytest
 
 from configs import tiny
 from grover_jax.model import make_model
-from grover_jax.model.attention import attention_dropout, blockwise_attention
+from grover_jax.model.attention import attention_dropout, blockwise_attention, xla_cpu_attention
+from grover_jax.model.bert import attention_path
 from grover_jax.model.dropout import dropout_seed, hashed_dropout, hashed_keep_mask
 
 B, L, H, K = 4, 24, 3, 8
@@ -32,13 +35,13 @@ def inputs(seed: int = 0):
     return q, k, v, key_is_real
 
 
-def spelled_out(q, k, v, key_is_real, rate=0.0, key=None):
+def spelled_out(q, k, v, key_is_real, rate=0.0, key=None, rng="hash"):
     """Attention written out whole, autodiff'd by JAX: the reference for values and gradients."""
     logits = jnp.einsum("bqhk,bshk->bhqs", q, k) * K**-0.5
     logits = jnp.where(key_is_real[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1)
     if rate:
-        probs = attention_dropout(probs, rate, "hash", key)
+        probs = attention_dropout(probs, rate, rng, key)
     return jnp.einsum("bhqs,bshk->bqhk", probs, v)
 
 
@@ -83,6 +86,62 @@ def test_blockwise_dropout_and_its_backward_equal_the_spelled_out_attention():
         np.testing.assert_allclose(ours_grad, reference_grad, atol=2e-5)
 
 
+def test_xla_cpu_attention_equals_xla_attention_and_its_gradients():
+    q, k, v, key_is_real = inputs(2)
+    ours = value_and_grads(lambda q, k, v: xla_cpu_attention(q, k, v, key_is_real), q, k, v)
+    xla = value_and_grads(
+        lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=key_is_real[:, None, None, :]),
+        q, k, v,
+    )
+    np.testing.assert_allclose(ours[0], xla[0], rtol=1e-5)
+    for ours_grad, xla_grad in zip(ours[1], xla[1], strict=True):
+        np.testing.assert_allclose(ours_grad, xla_grad, atol=2e-5)
+
+
+@pytest.mark.parametrize("rng", ["hash", "threefry"])
+def test_xla_cpu_dropout_and_its_backward_equal_the_spelled_out_attention(rng):
+    q, k, v, key_is_real = inputs(3)
+    key = jax.random.key(6)
+    ours = value_and_grads(
+        lambda q, k, v: xla_cpu_attention(
+            q, k, v, key_is_real, dropout_rate=0.3, dropout_rng=rng, dropout_key=key
+        ),
+        q, k, v,
+    )
+    reference = value_and_grads(
+        lambda q, k, v: spelled_out(q, k, v, key_is_real, 0.3, key, rng), q, k, v
+    )
+    no_dropout = value_and_grads(lambda q, k, v: spelled_out(q, k, v, key_is_real), q, k, v)
+    assert not np.allclose(ours[0], no_dropout[0], rtol=1e-3)
+    np.testing.assert_allclose(ours[0], reference[0], rtol=1e-5)
+    for ours_grad, reference_grad in zip(ours[1], reference[1], strict=True):
+        np.testing.assert_allclose(ours_grad, reference_grad, atol=2e-5)
+
+
+def test_xla_cpu_attention_in_bfloat16_keeps_the_dtype_and_the_float32_result():
+    q, k, v, key_is_real = inputs(4)
+    bf16 = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+    out = xla_cpu_attention(*bf16, key_is_real)
+    grads = jax.grad(lambda q, k, v: jnp.sum(xla_cpu_attention(q, k, v, key_is_real).astype(jnp.float32)),
+                     argnums=(0, 1, 2))(*bf16)
+    assert out.dtype == jnp.bfloat16 and all(g.dtype == jnp.bfloat16 for g in grads)
+    reference = xla_cpu_attention(*[x.astype(jnp.float32) for x in bf16], key_is_real)
+    np.testing.assert_allclose(np.asarray(out, np.float32), reference, atol=3e-2)
+
+
+def test_auto_attention_is_xla_cpu_on_this_cpu_and_falls_back_where_dropout_is_unsupported():
+    model_cfg = make_model(tiny.get_config().model, 609).cfg
+    assert jax.default_backend() == "cpu"
+    assert attention_path(model_cfg, jnp.float32, dropout_active=True) == "xla_cpu"
+    cudnn = dataclasses.replace(model_cfg, attention_implementation="cudnn")
+    assert attention_path(cudnn, jnp.bfloat16, dropout_active=True) == "xla"
+    threefry_blockwise = dataclasses.replace(
+        model_cfg, attention_implementation="blockwise", dropout_rng="threefry"
+    )
+    assert attention_path(threefry_blockwise, jnp.float32, True) == "xla"
+    assert attention_path(threefry_blockwise, jnp.float32, False) == "blockwise"
+
+
 def test_hashed_masks_keep_the_configured_fraction_and_differ_by_seed_and_row():
     rate, rows = 0.1, jnp.arange(64, dtype=jnp.uint32)
     keep_a = np.asarray(hashed_keep_mask(jnp.uint32(1), rows, (128, 128), rate))
@@ -113,7 +172,7 @@ def test_hashed_dropout_scales_kept_elements_and_zeroes_the_rest():
 
 
 @pytest.mark.parametrize("rng", ["hash", "threefry"])
-def test_training_mode_model_is_the_same_with_blockwise_or_xla_attention(rng):
+def test_training_mode_model_is_the_same_with_blockwise_xla_cpu_or_xla_attention(rng):
     """So `model.attention_implementation` may change on resume; "threefry" masks cannot be
     regenerated by the kernel, so with them both settings take the spelled-out attention."""
     cfg = tiny.get_config().model
@@ -130,4 +189,6 @@ def test_training_mode_model_is_the_same_with_blockwise_or_xla_attention(rng):
             {"params": params}, ids, mask, deterministic=False, rngs={"dropout": jax.random.key(4)}
         )
 
-    np.testing.assert_allclose(logits("blockwise"), logits("xla"), atol=1e-5)
+    reference = logits("xla")
+    np.testing.assert_allclose(logits("blockwise"), reference, atol=1e-5)
+    np.testing.assert_allclose(logits("xla_cpu"), reference, atol=1e-5)

@@ -1,7 +1,18 @@
-"""Blockwise softmax attention with its own backward pass (`model.attention_implementation =
-"blockwise"`): O(L) saved activations per head instead of O(L²).
+"""Two attention kernels with their own backward passes, beside the spelled-out XLA attention
+and cuDNN's in model/bert.py (`model.attention_implementation`).
 
-XLA's attention keeps the whole [B, H, L, L] probabilities (and the dropout mask) for the backward
+"xla_cpu" (`xla_cpu_attention`, auto on CPUs): whole [B, H, L, L] matrices, as XLA's, with a
+hand-written backward pass that fixes the form of every matmul. Left to itself XLA folds the
+head transposes and the backward pass's transposed products into the dots, in forms XLA:CPU's
+matmul runs at a third of its speed (P·V written out as [B, L, H, K]: 18 ms against 6 ms for
+batch 8 x 4 heads x 512 tokens; dV = Pᵀ·dO, a contraction over P's major axis: 16 ms against
+9 ms as dVᵀ = dOᵀ·P). Each operand and product here is pinned by an optimization barrier to the
+form measured fast; forward and backward take ~58 instead of ~65 ms per layer at those shapes
+with dropout (BENCHMARKS.md, "Pretraining throughput"). Dropout takes a precomputed keep mask
+(hashed or threefry), kept for the backward pass as a bool array.
+
+"blockwise" (`blockwise_attention`): O(L) saved activations per head instead of O(L²). XLA's
+attention keeps the whole [B, H, L, L] probabilities (and the dropout mask) for the backward
 pass: 32 MB per layer at batch 8, 4 heads, 512 tokens; 1.6 GB for GROVER-base at batch 64. This
 walks the batch in blocks of rows (`lax.map`), keeps only the output and the row log-sum-exp, and
 recomputes each block's probabilities in the backward pass (the FlashAttention recipe, with whole
@@ -12,7 +23,7 @@ against XLA's attention once host memory is reused (host_memory.py), and wins wh
 
 Blocks are strided over the batch (block i holds rows i, i + n, ...), so under data/fsdp sharding
 every block is spread over all batch shards, as the micro-batches of gradient accumulation are.
-Numerics: logits, softmax and the probabilities' products in float32 (inputs may be bf16).
+Numerics (both): logits, softmax and the probabilities' products in float32 (inputs may be bf16).
 """
 
 import functools
@@ -123,17 +134,98 @@ def _attention_backward(rate, n_blocks, residuals, d_out):
 _attention.defvjp(_forward, _attention_backward)
 
 
-def attention_dropout(probs_BxHxLxL: Array, rate: float, rng: str, key: Array) -> Array:
-    """Dropout on whole [B, H, L, L] attention weights (XLA's path; normalised or not, dropout
-    commutes with the row normalisation): with rng "hash" the same mask the blockwise kernel
-    draws from the same key."""
-    batch, num_heads, length, _ = probs_BxHxLxL.shape
+def _pinned(x: Array) -> Array:
+    # XLA folds a transpose into the dot beside it, choosing forms XLA:CPU's matmuls run at a
+    # third of their speed (a product written out transposed, [.., K, L] for [.., L, K], or a
+    # contraction over an operand's major axis). The barrier keeps each operand and product in
+    # the form written here (BENCHMARKS.md, "Pretraining throughput").
+    return jax.lax.optimization_barrier(x)
+
+
+def _cpu_forward(q, k, v, key_is_real, keep, rate):
+    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+    q, k, v = (_pinned(_heads_major(x)) for x in (q * scale, k, v))
+    logits = _pinned(jnp.einsum("bhqk,bhsk->bhqs", q, k, preferred_element_type=jnp.float32))
+    logits = logits + key_padding_bias(key_is_real)
+    # Normalised after the value product: a division over [.., L, K] instead of [.., L, L].
+    unnormalised = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    inv_row_sum = 1.0 / jnp.sum(unnormalised, axis=-1, keepdims=True)
+    dropped = unnormalised if keep is None else apply_keep_mask(unnormalised, keep, rate)
+    out = _pinned(jnp.einsum("bhqs,bhsk->bhqk", dropped.astype(v.dtype), v,
+                             preferred_element_type=jnp.float32)) * inv_row_sum
+    out = out.astype(v.dtype)
+    return _length_major(out), (q, k, v, keep, unnormalised, inv_row_sum, out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _cpu_attention(q, k, v, key_is_real, keep, rate):
+    return _cpu_forward(q, k, v, key_is_real, keep, rate)[0]
+
+
+def _cpu_backward(rate, residuals, d_out):
+    q, k, v, keep, unnormalised, inv_row_sum, out = residuals
+    d_out = _pinned(_heads_major(d_out))
+    probs = unnormalised * inv_row_sum
+    dropped = probs if keep is None else apply_keep_mask(probs, keep, rate)
+    d_dropped = _pinned(jnp.einsum("bhqk,bhsk->bhqs", d_out, v, preferred_element_type=jnp.float32))
+    d_probs = d_dropped if keep is None else apply_keep_mask(d_dropped, keep, rate)
+    # dV and dK as transposed products ([K, L] = [K, L]·[L, L]), whose operands XLA:CPU
+    # reads in their stored order, then transposed back (cheap at [.., L, K]).
+    d_v_KxL = _pinned(jnp.einsum("bhkq,bhqs->bhks", _pinned(jnp.swapaxes(d_out, 2, 3)),
+                                 dropped.astype(d_out.dtype), preferred_element_type=jnp.float32))
+    row_dot = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
+    d_logits = (probs * (d_probs - row_dot)).astype(q.dtype)
+    d_q = _pinned(jnp.einsum("bhqs,bhsk->bhqk", d_logits, k, preferred_element_type=jnp.float32))
+    d_k_KxL = _pinned(jnp.einsum("bhkq,bhqs->bhks", _pinned(jnp.swapaxes(q, 2, 3)), d_logits,
+                                 preferred_element_type=jnp.float32))
+    scale = q.shape[-1] ** -0.5
+    d_q = _length_major(d_q * scale).astype(q.dtype)
+    d_k = d_k_KxL.transpose(0, 3, 1, 2).astype(k.dtype)
+    d_v = d_v_KxL.transpose(0, 3, 1, 2).astype(v.dtype)
+    return d_q, d_k, d_v, None, None
+
+
+_cpu_attention.defvjp(_cpu_forward, _cpu_backward)
+
+
+def attention_keep_mask(shape_BxHxLxL: tuple[int, ...], rate: float, rng: str, key: Array) -> Array:
+    """bool [B, H, L, L]: which attention weights dropout keeps; with rng "hash" the same mask
+    the blockwise kernel draws from the same key."""
+    batch, num_heads, length, _ = shape_BxHxLxL
     if rng == "hash":
         rows_B = jnp.arange(batch, dtype=jnp.uint32)
-        keep = _block_keep(dropout_seed(key), rows_B, num_heads, length, rate)
-    else:
-        keep = jax.random.bernoulli(key, 1.0 - rate, probs_BxHxLxL.shape)
+        return _block_keep(dropout_seed(key), rows_B, num_heads, length, rate)
+    return jax.random.bernoulli(key, 1.0 - rate, shape_BxHxLxL)
+
+
+def attention_dropout(probs_BxHxLxL: Array, rate: float, rng: str, key: Array) -> Array:
+    """Dropout on whole [B, H, L, L] attention weights (normalised or not: dropout commutes
+    with the row normalisation)."""
+    keep = attention_keep_mask(probs_BxHxLxL.shape, rate, rng, key)
     return apply_keep_mask(probs_BxHxLxL, keep, rate)
+
+
+def xla_cpu_attention(
+    q_BxLxHxK: Array,
+    k_BxLxHxK: Array,
+    v_BxLxHxK: Array,
+    key_is_real_BxL: Array,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_rng: str = "hash",
+    dropout_key: Array | None = None,
+) -> Array:
+    """softmax(q kᵀ / √K, keys masked by `key_is_real`) [dropout] v → [B, L, H, K], whole
+    [B, H, L, L] matrices, with a backward pass whose matmuls keep XLA:CPU's fast forms."""
+    batch, length, num_heads, _ = q_BxLxHxK.shape
+    keep = None
+    if dropout_rate > 0.0:
+        if dropout_key is None:
+            raise ValueError("attention dropout needs a dropout_key")
+        keep = attention_keep_mask((batch, num_heads, length, length), dropout_rate, dropout_rng, dropout_key)
+    return _cpu_attention(
+        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL.astype(bool), keep, float(dropout_rate)
+    )
 
 
 def blockwise_attention(

@@ -36,7 +36,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from grover_jax.model.attention import attention_dropout, blockwise_attention, key_padding_bias
+from grover_jax.model.attention import (
+    attention_dropout,
+    blockwise_attention,
+    key_padding_bias,
+    xla_cpu_attention,
+)
 from grover_jax.model.config import BertConfig
 from grover_jax.model.dropout import Dropout, dropout_seed
 
@@ -144,18 +149,22 @@ def _gathered_table(table_NxD: Array) -> Array:
 
 
 def attention_path(cfg: BertConfig, dtype: Any, dropout_active: bool) -> str:
-    """Which attention kernel runs: "cudnn", "blockwise" or "xla".
+    """Which attention kernel runs: "cudnn", "xla_cpu", "blockwise" or "xla".
 
-    auto: cuDNN's fused kernel on GPUs with half-precision inputs; XLA's (the spelled-out
-    softmax below) everywhere else. cuDNN has no dropout on the probabilities, so attention
-    dropout in training takes the XLA path; so does "blockwise" with threefry masks, which its
-    backward pass cannot regenerate. "blockwise" (model/attention.py) keeps O(L) instead of
-    O(L²) activations per head for the backward pass, at ~5 % of a CPU step (BENCHMARKS.md).
+    auto: cuDNN's fused kernel on GPUs with half-precision inputs, "xla_cpu" on CPUs (the same
+    attention with a backward pass written for XLA:CPU's matmuls, model/attention.py), XLA's
+    spelled-out softmax below everywhere else. cuDNN has no dropout on the probabilities, so
+    attention dropout in training takes the XLA path; so does "blockwise" with threefry masks,
+    which its backward pass cannot regenerate. "blockwise" keeps O(L) instead of O(L²)
+    activations per head for the backward pass, at ~5 % of a CPU step (BENCHMARKS.md).
     """
     implementation = cfg.attention_implementation
     if implementation == "auto":
-        on_gpu = jax.default_backend() == "gpu"
-        implementation = "cudnn" if on_gpu and dtype in (jnp.bfloat16, jnp.float16) else "xla"
+        backend = jax.default_backend()
+        if backend == "gpu" and dtype in (jnp.bfloat16, jnp.float16):
+            implementation = "cudnn"
+        else:
+            implementation = "xla_cpu" if backend == "cpu" else "xla"
     if dropout_active and (
         implementation == "cudnn" or (implementation == "blockwise" and cfg.dropout_rng != "hash")
     ):
@@ -255,6 +264,12 @@ class BertSelfAttention(nn.Module):
             out_BxLxHxK = jax.nn.dot_product_attention(
                 q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_value_seq_lengths=lengths_B,
                 implementation="cudnn",
+            )
+        elif path == "xla_cpu":
+            out_BxLxHxK = xla_cpu_attention(
+                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL,
+                dropout_rate=cfg.attention_dropout if dropout_active else 0.0,
+                dropout_rng=cfg.dropout_rng, dropout_key=dropout_key,
             )
         else:
             # Spelled out rather than jax.nn.dot_product_attention: dropout sits between softmax

@@ -22,8 +22,9 @@ class BertConfig:
     compute_dtype: str = "float32"
     remat: bool = False
     # "auto": cuDNN fused (flash) attention on GPUs with bf16 compute and no attention dropout,
-    # XLA's elsewhere; "xla", "cudnn" or "blockwise" (model/attention.py: O(L) saved activations
-    # per head, recomputed in the backward pass) force one.
+    # "xla_cpu" on CPUs, XLA's elsewhere; "xla", "xla_cpu" (model/attention.py: a backward pass
+    # written for XLA:CPU's matmuls), "cudnn" or "blockwise" (model/attention.py: O(L) saved
+    # activations per head, recomputed in the backward pass) force one.
     attention_implementation: str = "auto"
     # Dropout masks: "hash" (a counter hash of each element's index, model/dropout.py) or
     # "threefry" (flax nn.Dropout). The blockwise attention needs "hash" for attention dropout.
@@ -39,10 +40,10 @@ class BertConfig:
             raise ValueError(
                 f"model.compute_dtype={self.compute_dtype!r}: use 'float32' or 'bfloat16'"
             )
-        if self.attention_implementation not in ("auto", "xla", "cudnn", "blockwise"):
+        if self.attention_implementation not in ("auto", "xla", "xla_cpu", "cudnn", "blockwise"):
             raise ValueError(
                 f"model.attention_implementation={self.attention_implementation!r}: "
-                "use 'auto', 'xla', 'cudnn' or 'blockwise'"
+                "use 'auto', 'xla', 'xla_cpu', 'cudnn' or 'blockwise'"
             )
         if self.dropout_rng not in ("hash", "threefry"):
             raise ValueError(f"model.dropout_rng={self.dropout_rng!r}: use 'hash' or 'threefry'")

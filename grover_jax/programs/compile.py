@@ -273,6 +273,9 @@ def compile_pretraining(config: ml_collections.ConfigDict, topology: Topology | 
     config = ml_collections.ConfigDict(config.to_dict())
     vocab_size = vocab_size or config.model.vocab_size or DEFAULT_VOCAB_SIZE
     config.model.vocab_size = vocab_size
+    if config.model.get("attention_implementation", "auto") == "auto":
+        # "auto" resolves by the platform this process runs on (a CPU here), not the target.
+        config.model.attention_implementation = "xla"
     if num_slices > 1:
         # Only data parallelism crosses the slow network between slices (once per step).
         config.mesh.dcn_data = num_slices
