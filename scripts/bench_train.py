@@ -10,7 +10,7 @@ token store. MFU = model FLOPs/token x tokens/s / peak; on a CPU the "peak" is t
 rate measured here (there is no data-sheet number), on a GPU the bf16 data-sheet peak.
 
 Timing: both sides set up and warmed up, one untimed alternation, then `--rounds` alternating rounds
-of steps; each side's time is its median round. A shared VM's speed drifts by several per cent over
+of steps, the order flipping every round; each side's time is its median round. A shared VM's speed drifts by several per cent over
 a minute, which a side-after-side measurement would charge to one side; the per-round ratios are
 printed too.
 """
@@ -190,8 +190,9 @@ def main() -> None:
     ]
     config = load_config("grover_base", overrides)
     batches, vocab_size = build_batches(args.seq_len, args.batch_size, 4, args.mask_rate)
-    rounds = max(1, min(args.rounds, args.steps))
-    steps_per_round = args.steps // rounds
+    if args.rounds < 1 or args.steps % args.rounds:
+        parser.error(f"--steps {args.steps} is not a whole number of --rounds {args.rounds}")
+    rounds, steps_per_round = args.rounds, args.steps // args.rounds
     tokens = steps_per_round * args.batch_size * args.seq_len
     # Each side's own work: HF runs the MLM head at every position, this step at the
     # mlm_head_positions gathered ones (the loss is the same).
@@ -205,8 +206,18 @@ def main() -> None:
     run_torch = setup_torch(config, batches, vocab_size, args.warmup, torch_device,
                             bf16=args.dtype == "bfloat16")
     # One untimed alternation first: each side's first round after the other's start-up runs
-    # ~30 % slow however long its own warm-up (the shared heap and thread pools settle).
-    round_seconds = [(run_jax(steps_per_round), run_torch(steps_per_round)) for _ in range(rounds + 1)][1:]
+    # ~30 % slow however long its own warm-up (the shared heap and thread pools settle). The
+    # order flips every round, so whatever one side leaves behind falls on both alike.
+    round_seconds = []
+    for i in range(rounds + 1):
+        if i % 2:
+            torch_round = run_torch(steps_per_round)
+            jax_round = run_jax(steps_per_round)
+        else:
+            jax_round = run_jax(steps_per_round)
+            torch_round = run_torch(steps_per_round)
+        round_seconds.append((jax_round, torch_round))
+    round_seconds = round_seconds[1:]
     jax_seconds = float(np.median([j for j, _ in round_seconds]))
     torch_seconds = float(np.median([t for _, t in round_seconds]))
     round_ratios = [t / j for j, t in round_seconds]
@@ -233,7 +244,8 @@ def main() -> None:
     print(f"ratio grover-jax / PyTorch tokens/s: {torch_seconds / jax_seconds:.2f}x  "
           f"(MFU against {peak_source}: {peak / 1e9:,.0f} GFLOP/s; MFLOP/token: grover-jax "
           f"{jax_flops_per_token / 1e6:.1f}, HF {torch_flops_per_token / 1e6:.1f})")
-    print("ratio per round: " + ", ".join(f"{r:.2f}x" for r in round_ratios))
+    print(f"ratio per round (median {np.median(round_ratios):.2f}x): "
+          + ", ".join(f"{r:.2f}x" for r in round_ratios))
 
 
 if __name__ == "__main__":

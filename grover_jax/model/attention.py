@@ -23,7 +23,8 @@ against XLA's attention once host memory is reused (host_memory.py), and wins wh
 
 Blocks are strided over the batch (block i holds rows i, i + n, ...), so under data/fsdp sharding
 every block is spread over all batch shards, as the micro-batches of gradient accumulation are.
-Numerics (both): logits, softmax and the probabilities' products in float32 (inputs may be bf16).
+Numerics (both): logits and softmax in float32; with bf16 inputs the probabilities (and their
+gradients) enter the matmuls as bf16, which accumulate in float32.
 """
 
 import functools
@@ -180,8 +181,8 @@ def _cpu_backward(rate, residuals, d_out):
                                  preferred_element_type=jnp.float32))
     scale = q.shape[-1] ** -0.5
     d_q = _length_major(d_q * scale).astype(q.dtype)
-    d_k = d_k_KxL.transpose(0, 3, 1, 2).astype(k.dtype)
-    d_v = d_v_KxL.transpose(0, 3, 1, 2).astype(v.dtype)
+    d_k = _length_major(jnp.swapaxes(d_k_KxL, 2, 3)).astype(k.dtype)
+    d_v = _length_major(jnp.swapaxes(d_v_KxL, 2, 3)).astype(v.dtype)
     return d_q, d_k, d_v, None, None
 
 
