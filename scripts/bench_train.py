@@ -10,9 +10,9 @@ token store. MFU = model FLOPs/token x tokens/s / peak; on a CPU the "peak" is t
 rate measured here (there is no data-sheet number), on a GPU the bf16 data-sheet peak.
 
 Timing: both sides set up and warmed up, one untimed alternation, then `--rounds` alternating rounds
-of steps, the order flipping every round; each side's time is its median round. A shared VM's speed drifts by several per cent over
-a minute, which a side-after-side measurement would charge to one side; the per-round ratios are
-printed too.
+of steps, the order flipping every round; each side's time is its median round. A shared VM's speed
+drifts by several per cent over a minute, which a side-after-side measurement would charge to one
+side; the per-round ratios are printed too.
 """
 
 import argparse

@@ -51,6 +51,19 @@ def value_and_grads(attention, q, k, v):
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(q, k, v)
 
 
+def assert_dropout_matches_the_spelled_out_attention(ours, q, k, v, key_is_real, key, rng):
+    """`ours` (value and grads at rate 0.3) equals autodiff of the whole-matrix attention with the
+    same dropout key, and differs from no dropout at all."""
+    reference = value_and_grads(
+        lambda q, k, v: spelled_out(q, k, v, key_is_real, 0.3, key, rng), q, k, v
+    )
+    no_dropout = value_and_grads(lambda q, k, v: spelled_out(q, k, v, key_is_real), q, k, v)
+    assert not np.allclose(ours[0], no_dropout[0], rtol=1e-3)
+    np.testing.assert_allclose(ours[0], reference[0], rtol=1e-5)
+    for ours_grad, reference_grad in zip(ours[1], reference[1], strict=True):
+        np.testing.assert_allclose(ours_grad, reference_grad, atol=2e-5)
+
+
 @pytest.mark.parametrize("rows_per_block", [1, 2, B])
 def test_blockwise_attention_equals_xla_attention_and_its_gradients(rows_per_block):
     q, k, v, key_is_real = inputs()
@@ -78,12 +91,7 @@ def test_blockwise_dropout_and_its_backward_equal_the_spelled_out_attention():
         ),
         q, k, v,
     )
-    reference = value_and_grads(lambda q, k, v: spelled_out(q, k, v, key_is_real, 0.3, key), q, k, v)
-    no_dropout = value_and_grads(lambda q, k, v: spelled_out(q, k, v, key_is_real), q, k, v)
-    assert not np.allclose(ours[0], no_dropout[0], rtol=1e-3)
-    np.testing.assert_allclose(ours[0], reference[0], rtol=1e-5)
-    for ours_grad, reference_grad in zip(ours[1], reference[1], strict=True):
-        np.testing.assert_allclose(ours_grad, reference_grad, atol=2e-5)
+    assert_dropout_matches_the_spelled_out_attention(ours, q, k, v, key_is_real, key, "hash")
 
 
 def test_xla_cpu_attention_equals_xla_attention_and_its_gradients():
@@ -108,14 +116,7 @@ def test_xla_cpu_dropout_and_its_backward_equal_the_spelled_out_attention(rng):
         ),
         q, k, v,
     )
-    reference = value_and_grads(
-        lambda q, k, v: spelled_out(q, k, v, key_is_real, 0.3, key, rng), q, k, v
-    )
-    no_dropout = value_and_grads(lambda q, k, v: spelled_out(q, k, v, key_is_real), q, k, v)
-    assert not np.allclose(ours[0], no_dropout[0], rtol=1e-3)
-    np.testing.assert_allclose(ours[0], reference[0], rtol=1e-5)
-    for ours_grad, reference_grad in zip(ours[1], reference[1], strict=True):
-        np.testing.assert_allclose(ours_grad, reference_grad, atol=2e-5)
+    assert_dropout_matches_the_spelled_out_attention(ours, q, k, v, key_is_real, key, rng)
 
 
 def test_xla_cpu_attention_in_bfloat16_keeps_the_dtype_and_the_float32_result():
