@@ -170,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Numbers the command line passes inward, refused here: the BPE core is compiled without
+    bounds checks, so a negative size would crash the interpreter rather than raise."""
+    cycles = getattr(args, "cycles", None)
+    if cycles is not None and cycles < 1:
+        raise ConfigError(f"--cycles {cycles}: BPE needs at least 1 cycle (GROVER: 600)")
+    if getattr(args, "max_token_length", 0) < 0:
+        raise ConfigError(f"--max-token-length {args.max_token_length}: must be >= 0 (0: no cap)")
+    if getattr(args, "workers", 1) < 1:
+        raise ConfigError(f"--workers {args.workers}: must be >= 1")
+
+
 def _convert(args: argparse.Namespace) -> None:
     """export-hf / import-hf, then the PyTorch logits parity check where torch is installed."""
     from grover_jax.interop import hf
@@ -206,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     # afresh every step (host_memory.py; GROVER_JAX_KEEP_FREED_MEMORY=0 opts out).
     keep_freed_memory()
     try:
+        _check_sizes(args)
         if args.stage == "bpe":
             from grover_jax.programs.vocabulary import learn_vocabulary
 

@@ -5,6 +5,7 @@ A record's header may be a plain name (`>20`, `>chr20 some description`) or a sa
 so a slice of a chromosome keeps the coordinates its annotation uses.
 """
 
+import gzip
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,27 @@ def read_fasta(path: str | Path, keep_soft_mask: bool = True) -> list[FastaRecor
             raise GenomeFormatError(path, header_line, f"record '{header.split()[0]}' has no sequence")
         records.append(_make_record(path, header, header_line, raw_sequence, keep_soft_mask))
     return records
+
+
+def fasta_chromosomes(path: str | Path) -> list[str]:
+    """The chromosome of each record of a FASTA or FASTA.gz file, from its header lines only
+    (streamed: no sequence is kept, so a whole genome is listed in the time of one decompression)."""
+    path = Path(path)
+    if not path.exists():
+        raise GenomeFormatError(path, None, "no such file")
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == _GZIP_MAGIC
+    chromosomes = []
+    try:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as handle:
+            for line in handle:
+                if line.startswith(b">") and line[1:].split():
+                    name = line[1:].split()[0].decode("ascii", "replace")
+                    region = parse_region(name)
+                    chromosomes.append(region[0] if region else canonical_chromosome_name(name))
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise GenomeFormatError(path, None, f"corrupt or truncated gzip data ({error})") from None
+    return list(dict.fromkeys(chromosomes))
 
 
 def _make_record(

@@ -6,6 +6,7 @@ split-region edges, so each contig belongs to exactly one of train/valid/test.
 """
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from grover_jax.genome.errors import GenomeFormatError
 from grover_jax.genome.fasta import FastaRecord, read_fasta
-from grover_jax.genome.splits import SplitRegion, parse_split_spec, split_pieces
+from grover_jax.genome.splits import SplitRegion, SplitSpecError, parse_split_spec, split_pieces
 
 # A C G T -> 0 1 2 3; everything else (N, IUPAC ambiguity) -> 255, a contig break.
 BASES = "ACGT"
@@ -97,9 +98,8 @@ def read_genome(
     records: list[FastaRecord] = []
     sources = []
     for path in paths:
-        file_records = read_fasta(path, keep_soft_mask=keep_soft_mask)
-        _check_no_overlap(records, file_records)
-        records.extend(file_records)
+        records.extend(read_fasta(path, keep_soft_mask=keep_soft_mask))
+        check_no_overlap(record_places(records))
         sources.append({"path": str(path), "sha256": file_sha256(path), "bytes": Path(path).stat().st_size})
     contigs = []
     for record in records:
@@ -110,11 +110,68 @@ def read_genome(
     return Genome(records, contigs, sources)
 
 
-def _check_no_overlap(existing: list[FastaRecord], new: list[FastaRecord]) -> None:
-    for record in new:
-        for other in existing:
-            if other.chromosome == record.chromosome and other.offset < record.end and record.offset < other.end:
-                raise GenomeFormatError(
-                    record.source, record.header_line,
-                    f"record '{record.header}' overlaps '{other.header}' from {other.source} on {record.chromosome}",
-                )
+@dataclass(frozen=True)
+class RecordPlace:
+    """Where a FASTA record lies on its chromosome, without its sequence."""
+
+    chromosome: str
+    start: int
+    end: int
+    header: str
+    source: str
+    header_line: int
+
+
+def record_places(records: list[FastaRecord]) -> list[RecordPlace]:
+    return [RecordPlace(r.chromosome, r.offset, r.end, r.header, r.source, r.header_line) for r in records]
+
+
+def check_no_overlap(places: list[RecordPlace]) -> None:
+    """Refuse two records (of one file or of two) that put sequence on the same stretch of a
+    chromosome, e.g. `>chr20` twice: one of them would silently shadow the other. `places` in
+    reading order; the later record is the one named."""
+    order = {id(place): index for index, place in enumerate(places)}
+    reach: RecordPlace | None = None  # the record reaching furthest along the chromosome so far
+    for place in sorted(places, key=lambda p: (p.chromosome, p.start)):
+        if reach is not None and reach.chromosome == place.chromosome and place.start < reach.end:
+            earlier, later = sorted((reach, place), key=lambda p: order[id(p)])
+            where = f"line {earlier.header_line}" if earlier.source == later.source else earlier.source
+            name, earlier_name = later.header.split()[0], earlier.header.split()[0]
+            raise GenomeFormatError(
+                later.source, later.header_line,
+                f"duplicate record name '{name}' (also at {where})" if name == earlier_name else
+                f"record '{later.header}' overlaps '{earlier.header}' from {where} on {later.chromosome}",
+            )
+        if reach is None or reach.chromosome != place.chromosome or place.end > reach.end:
+            reach = place
+
+
+NO_BASES = "no A, C, G or T base (only N or other IUPAC codes)"
+
+
+def _files(paths: list[str | Path]) -> str:
+    return ", ".join(str(p) for p in paths)
+
+
+def check_split_chromosomes(regions: list[SplitRegion], chromosomes: Iterable[str], paths: list[str | Path]) -> None:
+    """Refuse a split spec naming a chromosome that none of `paths` holds: its split would be
+    silently empty and everything would land in train."""
+    present = list(dict.fromkeys(chromosomes))
+    missing = list(dict.fromkeys(r.chromosome for r in regions if r.chromosome not in present))
+    if missing:
+        shown = ", ".join(present[:12]) + (f", ... ({len(present)} in all)" if len(present) > 12 else "")
+        raise SplitSpecError(
+            f"split spec names {', '.join(missing)}, not in {_files(paths)} (its chromosomes: {shown or 'none'})"
+        )
+
+
+def require_learnable_bases(paths: list[str | Path], split_spec: str, split: str, split_bases: int,
+                            all_bases: int) -> None:
+    """Refuse to learn a vocabulary from no A/C/G/T base: an all-N genome, or a split spec that
+    puts every base outside the `split` learned on."""
+    if split_bases:
+        return
+    if not all_bases:
+        raise GenomeFormatError(_files(paths), None, NO_BASES + ": nothing to learn a vocabulary from")
+    raise SplitSpecError(f"split spec {split_spec!r} leaves no base of {_files(paths)} in the {split} split: "
+                         "nothing to learn a vocabulary from (name less for valid/test, or --learn-on all)")

@@ -5,8 +5,16 @@ import time
 from pathlib import Path
 
 from grover_jax import bundled
-from grover_jax.genome import read_genome
+from grover_jax.genome import (
+    GenomeFormatError,
+    check_split_chromosomes,
+    parse_split_spec,
+    read_genome,
+    require_learnable_bases,
+)
+from grover_jax.genome.fasta import fasta_chromosomes
 from grover_jax.genome.fetch import expand_fasta_paths
+from grover_jax.genome.genome import NO_BASES
 from grover_jax.store import build_sharded_store, build_store
 from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
 from grover_jax.tokenizer.bpe_compact import learn_bpe_compact, read_learning_chromosomes
@@ -47,7 +55,11 @@ def learn_vocabulary(
     else:
         genome = read_genome(paths, split_spec)
         sources = genome.sources
-        contigs = [genome.contig_codes(c) for c in genome.split_contigs(learn_on)]
+        check_split_chromosomes(parse_split_spec(split_spec), (r.chromosome for r in genome.records), paths)
+        learned = genome.split_contigs(learn_on)
+        require_learnable_bases(paths, split_spec, learn_on, sum(c.length for c in learned),
+                                sum(c.length for c in genome.contigs))
+        contigs = [genome.contig_codes(c) for c in learned]
         read_seconds = time.perf_counter() - started
         result = learn_bpe(contigs, cycles, max_token_length=max_token_length, progress=progress)
     provenance = {
@@ -74,6 +86,9 @@ def build_token_store(
 ) -> Path:
     paths, split_spec = resolve_genome(fasta, split_spec)
     if sharded:
+        # Each shard reads only its own file: the spec is checked against all of them first.
+        chromosomes = [c for path in paths for c in fasta_chromosomes(path)]
+        check_split_chromosomes(parse_split_spec(split_spec), chromosomes, paths)
         outcome = build_sharded_store(paths, tokenizer_path, out_dir, split_spec, workers=workers, progress=progress)
         if progress:
             index = json.loads((Path(out_dir) / "index.json").read_text())
@@ -81,6 +96,9 @@ def build_token_store(
                   f"(built {len(outcome['built'])}, kept {len(outcome['kept'])} valid) -> {out_dir}")
         return Path(out_dir)
     genome = read_genome(paths, split_spec)
+    check_split_chromosomes(parse_split_spec(split_spec), (r.chromosome for r in genome.records), paths)
+    if not genome.contigs:
+        raise GenomeFormatError(", ".join(paths), None, f"{NO_BASES}: nothing to tokenize")
     tokenizer = load_tokenizer(tokenizer_path)
     out = build_store(genome, tokenizer, out_dir, split_spec=split_spec, overwrite=overwrite, progress=progress)
     if progress:

@@ -122,6 +122,12 @@ def learn_bpe(
     string already exists (AA+A after A+AA) reuses that token, as a vocabulary of strings must.
     `max_token_length` > 0 makes longer merges ineligible (0: exact, uncapped cycles).
     """
+    # Checked here because the compiled core indexes without bounds checks: a negative capacity or
+    # an empty sequence would crash the interpreter instead of raising.
+    if cycles < 0:
+        raise ValueError(f"cycles={cycles}: must be >= 0")
+    if not any(len(c) for c in contigs):
+        raise ValueError("no base to learn from (every contig is empty)")
     capacity = len(BASES) + cycles
     sequence = _Sequence(contigs, np.arange(len(BASES), dtype=np.int32), capacity)
     sequence.push_all_pairs()

@@ -23,7 +23,15 @@ import numba as nb
 import numpy as np
 from tqdm.auto import tqdm
 
-from grover_jax.genome.genome import BASES, read_genome
+from grover_jax.genome.genome import (
+    BASES,
+    check_no_overlap,
+    check_split_chromosomes,
+    read_genome,
+    record_places,
+    require_learnable_bases,
+)
+from grover_jax.genome.splits import parse_split_spec
 from grover_jax.tokenizer.bpe import BpeResult, Merge, MergedVocabulary
 
 SEPARATOR = np.uint16(0xFFFF)
@@ -151,6 +159,10 @@ def learn_bpe_compact(
     """`learn_bpe`'s cycles on chromosomes given as uint16 token sequences (`chromosome_tokens`).
 
     The arrays are taken over and overwritten (that is the memory saving); pass copies to keep them."""
+    if cycles < 0:
+        raise ValueError(f"cycles={cycles}: must be >= 0")
+    if not any(len(c) for c in chromosomes):
+        raise ValueError("no base to learn from (every chromosome is empty)")
     capacity = len(BASES) + cycles
     sequence = CompactSequence(chromosomes, capacity, workers)
     vocabulary = MergedVocabulary(capacity)
@@ -180,12 +192,20 @@ def read_learning_chromosomes(
 ) -> tuple[list[np.ndarray], list[dict]]:
     """The `learn_on` contigs of each chromosome as uint16 sequences, reading one FASTA file at a time,
     so the peak is the token arrays (2 bytes/base) plus one file's worth of reading (the largest
-    chromosome, with UCSC's one-file-per-chromosome layout). Returns (sequences, source records)."""
+    chromosome, with UCSC's one-file-per-chromosome layout). Returns (sequences, source records).
+    Refuses what `read_genome` refuses for all files together: records overlapping across files, a
+    split naming a chromosome no file holds, no base in the `learn_on` split."""
     by_chromosome: dict[str, list[np.ndarray]] = {}
     sources: list[dict] = []
+    places = []
+    split_bases = all_bases = 0
     for path in paths:
         genome = read_genome(path, split_spec, keep_soft_mask=False)
         sources.extend(genome.sources)
+        places.extend(record_places(genome.records))
+        check_no_overlap(places)
+        all_bases += sum(c.length for c in genome.contigs)
+        split_bases += sum(c.length for c in genome.split_contigs(learn_on))
         for chromosome in dict.fromkeys(c.chromosome for c in genome.contigs):
             contigs = [c for c in genome.split_contigs(learn_on) if c.chromosome == chromosome]
             if not contigs:
@@ -198,6 +218,8 @@ def read_learning_chromosomes(
                 position += contig.length + 1
             by_chromosome.setdefault(chromosome, []).append(tokens)
         del genome
+    check_split_chromosomes(parse_split_spec(split_spec), (p.chromosome for p in places), paths)
+    require_learnable_bases(paths, split_spec, learn_on, split_bases, all_bases)
     sequences = [
         parts[0] if len(parts) == 1 else chromosome_tokens(parts)  # records of one chromosome in several files
         for parts in by_chromosome.values()

@@ -1,0 +1,163 @@
+"""Bad input through `grover` as a user types it: exactly one stderr line naming the file, line or
+field, the CLI's user-error exit code, no traceback, no output folder that looks complete, and the
+input files byte for byte as they were.
+
+Cases that used to crash the interpreter (the compiled BPE core) run in a child process, so a
+regression fails this test instead of killing the test run; the rest call `main` in-process."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grover_jax import bundled
+from grover_jax.cli import main
+
+USER_ERROR = 2  # cli.main's exit code for USER_ERRORS and OSError
+
+
+def grover_process(*args: str) -> tuple[int, str]:
+    result = subprocess.run([sys.executable, "-m", "grover_jax.cli", *args], capture_output=True, text=True,
+                            check=False)
+    return result.returncode, result.stderr
+
+
+def grover(capsys, *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code: int, stderr: str, *names: str, exit_code: int = USER_ERROR) -> str:
+    """The exit code, one `grover: error:` line naming each of `names`, and no traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("grover: error: "), lines[0]
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    assert code == exit_code, (code, stderr)
+    return lines[0]
+
+
+def fingerprint(*paths: Path) -> dict[str, str]:
+    """sha256 of every file under `paths` (files or folders), keyed by path: the inputs, before and after."""
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+
+
+def assert_nothing_complete(out: Path) -> None:
+    """No output that a later command could take for a finished one: the folder is absent or empty."""
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
+def real_bases(n: int, start: int = 33_000_000) -> str:
+    from grover_jax.genome import read_fasta
+
+    record = read_fasta(bundled.FASTA, keep_soft_mask=False)[0]
+    return record.sequence[start - record.offset : start - record.offset + n].tobytes().decode()
+
+
+def write_fasta(path: Path, records: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f">{header}\n{sequence}\n" for header, sequence in records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def vocabulary(tmp_path_factory) -> Path:
+    """A 3-cycle vocabulary learned on 2 kb of real chr20, for the `grover store` probes."""
+    from grover_jax.programs.vocabulary import learn_vocabulary
+
+    root = tmp_path_factory.mktemp("vocabulary")
+    fasta = write_fasta(root / "chr20.fa", [("chr20", real_bases(2_000))])
+    return learn_vocabulary([str(fasta)], root / "vocab", cycles=3, progress=False).parent
+
+
+# --- 1. sizes and empty inputs the compiled BPE core must never see ------------------------------------
+
+
+@pytest.mark.parametrize(("stage", "cycles"), [("bpe", "-3"), ("bpe", "-5"), ("bpe", "0"), ("run", "-3"),
+                                               ("run", "0")])  # `run --cycles 0` used to mean 600
+def test_a_cycle_count_below_one_is_refused_before_any_work(stage, cycles, tmp_path):
+    out = tmp_path / "out"
+    where = ["--out", str(out)] if stage == "bpe" else ["--workdir", str(out)]
+    code, stderr = grover_process(stage, "--cycles", cycles, *where)
+    assert_one_line_error(code, stderr, f"--cycles {cycles}")
+    assert not out.exists()
+
+
+def test_a_split_spec_that_empties_train_is_refused_naming_the_spec_and_file(tmp_path):
+    before = fingerprint(bundled.FASTA)
+    code, stderr = grover_process("bpe", "--splits", "valid=chr20", "--cycles", "5", "--out", str(tmp_path / "v"))
+    assert_one_line_error(code, stderr, "'valid=chr20'", bundled.FASTA.name, "train split")
+    assert_nothing_complete(tmp_path / "v")
+    assert fingerprint(bundled.FASTA) == before
+
+
+@pytest.mark.parametrize("engine", ["linked", "compact"])
+def test_a_fasta_of_only_n_is_refused_naming_the_file(engine, tmp_path):
+    fasta = write_fasta(tmp_path / "onlyN.fa", [("chr20", "N" * 500), ("chr21", "NNNNRYN" * 10)])
+    before = fingerprint(fasta)
+    code, stderr = grover_process("bpe", "--fasta", str(fasta), "--engine", engine, "--out", str(tmp_path / "v"))
+    assert_one_line_error(code, stderr, str(fasta), "no A, C, G or T base")
+    assert_nothing_complete(tmp_path / "v")
+    assert fingerprint(fasta) == before
+
+
+def test_a_token_store_of_only_n_is_refused(vocabulary, capsys, tmp_path):
+    fasta = write_fasta(tmp_path / "onlyN.fa", [("chr20", "N" * 500)])
+    code, stderr = grover(capsys, "store", "--fasta", str(fasta), "--tokenizer", str(vocabulary),
+                          "--out", str(tmp_path / "store"))
+    assert_one_line_error(code, stderr, str(fasta), "nothing to tokenize")
+    assert_nothing_complete(tmp_path / "store")
+
+
+# --- 3. two records of one name in one file --------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["linked", "compact"])
+def test_a_record_name_used_twice_in_one_file_is_refused_at_its_line(engine, capsys, tmp_path):
+    fasta = write_fasta(tmp_path / "dup.fa", [("chr20", real_bases(300)), ("chr20", real_bases(300, 34_000_000))])
+    before = fingerprint(fasta)
+    code, stderr = grover(capsys, "bpe", "--fasta", str(fasta), "--engine", engine, "--cycles", "3",
+                          "--out", str(tmp_path / "v"))
+    line = assert_one_line_error(code, stderr, f"{fasta} line 3", "'chr20'", "line 1")
+    assert "duplicate record name" in line
+    assert_nothing_complete(tmp_path / "v")
+    assert fingerprint(fasta) == before
+
+
+def test_the_same_chromosome_spelled_two_ways_in_one_file_is_refused(capsys, tmp_path):
+    fasta = write_fasta(tmp_path / "dup.fa", [("chr20", real_bases(300)), ("20", real_bases(300, 34_000_000))])
+    code, stderr = grover(capsys, "bpe", "--fasta", str(fasta), "--cycles", "3", "--out", str(tmp_path / "v"))
+    assert_one_line_error(code, stderr, f"{fasta} line 3", "overlaps 'chr20'")
+    assert_nothing_complete(tmp_path / "v")
+
+
+def test_disjoint_regions_of_one_chromosome_in_one_file_are_still_accepted(capsys, tmp_path):
+    fasta = write_fasta(tmp_path / "regions.fa", [("chr20:33000001-33000300", real_bases(300)),
+                                                  ("chr20:34000001-34000300", real_bases(300, 34_000_000))])
+    code, _ = grover(capsys, "bpe", "--fasta", str(fasta), "--cycles", "3", "--out", str(tmp_path / "v"))
+    assert code == 0 and (tmp_path / "v" / "tokenizer.json").exists()
+
+
+# --- 6. a split naming chromosomes the FASTA lacks --------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["bpe", "--engine", "linked"], ["bpe", "--engine", "compact"],
+                                     ["store"], ["store", "--sharded"]])
+def test_a_split_naming_a_missing_chromosome_is_refused_naming_the_files_chromosomes(
+    command, vocabulary, capsys, tmp_path
+):
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(2_000))])
+    if command[0] == "store":
+        command = [*command, "--tokenizer", str(vocabulary)]
+    before = fingerprint(fasta)
+    code, stderr = grover(capsys, *command, "--fasta", str(fasta), "--splits", "valid=chr21;test=chr22",
+                          "--out", str(tmp_path / "out"))
+    line = assert_one_line_error(code, stderr, "chr21, chr22", str(fasta))
+    assert "chromosomes: chr20" in line
+    assert_nothing_complete(tmp_path / "out")
+    assert fingerprint(fasta) == before
