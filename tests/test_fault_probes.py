@@ -161,3 +161,99 @@ def test_a_split_naming_a_missing_chromosome_is_refused_naming_the_files_chromos
     assert "chromosomes: chr20" in line
     assert_nothing_complete(tmp_path / "out")
     assert fingerprint(fasta) == before
+
+
+# --- 4, 5, 7. `grover data fetch`: never touch the source, never write outside --out, damaged manifests ----
+
+
+@pytest.fixture
+def source_folder(tmp_path) -> Path:
+    """A local source as `grover data fetch` takes it: one real gzipped chr20 stretch and its md5 list."""
+    import gzip
+
+    folder = tmp_path / "source"
+    folder.mkdir()
+    data = gzip.compress(f">chr20\n{real_bases(5_000)}\n".encode(), mtime=0)
+    (folder / "chr20.fa.gz").write_bytes(data)
+    (folder / "md5sum.txt").write_text(f"{hashlib.md5(data).hexdigest()}  chr20.fa.gz\n")
+    return folder
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotdot", "symlink", "file"])
+def test_fetching_a_folder_into_itself_is_refused_and_moves_nothing(spelling, source_folder, capsys, tmp_path):
+    source, out = str(source_folder), source_folder
+    if spelling == "dotdot":
+        out = source_folder / ".." / source_folder.name
+    elif spelling == "symlink":
+        out = tmp_path / "link"
+        out.symlink_to(source_folder)
+    elif spelling == "file":
+        source = str(source_folder / "chr20.fa.gz")
+    before = fingerprint(source_folder)
+    for _ in range(2):  # the second run used to fail on the first one's `.part`
+        code, stderr = grover(capsys, "data", "fetch", source, "--out", str(out), "--quiet")
+        assert_one_line_error(code, stderr, f"--out {out}", "source's own folder")
+    assert fingerprint(source_folder) == before
+    assert sorted(p.name for p in source_folder.iterdir()) == ["chr20.fa.gz", "md5sum.txt"]
+
+
+@pytest.mark.parametrize("listed", ["../evil.fa.gz", "/tmp/evil.fa.gz", "sub/evil.fa.gz", ".."])
+def test_a_listing_naming_a_path_is_refused_and_nothing_is_written(listed, source_folder, capsys, tmp_path):
+    data = (source_folder / "chr20.fa.gz").read_bytes()
+    (tmp_path / "evil.fa.gz").write_bytes(data)  # what `source/../evil.fa.gz` would copy
+    (source_folder / "md5sum.txt").write_text(f"{hashlib.md5(data).hexdigest()}  chr20.fa.gz\n"
+                                              f"{hashlib.md5(data).hexdigest()}  {listed}\n")
+    before = fingerprint(tmp_path)
+    out = tmp_path / "out" / "genome"
+    code, stderr = grover(capsys, "data", "fetch", str(source_folder), "--out", str(out), "--quiet")
+    assert_one_line_error(code, stderr, f"{source_folder / 'md5sum.txt'} line 2", repr(listed), "not a plain file name")
+    assert not (tmp_path / "out").exists()
+    assert fingerprint(tmp_path) == before
+
+
+def test_a_served_listing_naming_a_path_is_refused_over_http(source_folder, capsys, tmp_path):
+    from test_fetch import GenomeServer
+
+    data = (source_folder / "chr20.fa.gz").read_bytes()
+    md5 = hashlib.md5(data).hexdigest()
+    server = GenomeServer({"chr20.fa.gz": data, "evil.fa.gz": data,
+                           "md5sum.txt": f"{md5}  chr20.fa.gz\n{md5}  ../evil.fa.gz\n".encode()})
+    try:
+        out = tmp_path / "out" / "genome"
+        code, stderr = grover(capsys, "data", "fetch", server.url, "--out", str(out), "--quiet")
+    finally:
+        server.close()
+    assert_one_line_error(code, stderr, "md5sum.txt line 2", "'../evil.fa.gz'")
+    assert not (tmp_path / "out").exists()
+    assert [name for name, _ in server.requests] == ["md5sum.txt"]
+
+
+CORRUPT_MANIFESTS = {
+    "truncated": '{"source": "hg19", "files": [',
+    "not an object": "[]",
+    "row without md5": '{"source": "hg19", "files": [{"file": "chr20.fa.gz", "bytes": 1}]}',
+    "row naming a path": '{"source": "hg19", "files": [{"file": "../chr20.fa.gz", "md5": "", "bytes": 1}]}',
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CORRUPT_MANIFESTS))
+@pytest.mark.parametrize("command", ["fetch from", "fetch into", "bpe"])
+def test_a_damaged_manifest_is_named_in_one_line(command, damage, source_folder, capsys, tmp_path):
+    """A fetched folder (manifest.json, no md5sum.txt) read as a source, as a destination, as --fasta."""
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    (fetched / "chr20.fa.gz").write_bytes((source_folder / "chr20.fa.gz").read_bytes())
+    (fetched / "manifest.json").write_text(CORRUPT_MANIFESTS[damage])
+    before = fingerprint(fetched, source_folder)
+    out = tmp_path / "out"
+    if command == "fetch from":
+        args = ["data", "fetch", str(fetched), "--out", str(out), "--quiet"]
+    elif command == "fetch into":
+        args = ["data", "fetch", str(source_folder), "--out", str(fetched), "--quiet"]
+    else:
+        args = ["bpe", "--fasta", str(fetched), "--cycles", "3", "--out", str(out)]
+    code, stderr = grover(capsys, *args)
+    assert_one_line_error(code, stderr, str(fetched / "manifest.json"))
+    assert fingerprint(fetched, source_folder) == before
+    assert_nothing_complete(out)
+    assert sorted(p.name for p in fetched.iterdir()) == ["chr20.fa.gz", "manifest.json"]

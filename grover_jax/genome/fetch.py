@@ -71,14 +71,21 @@ def expand_fasta_paths(paths: list[str | Path]) -> list[str]:
             continue
         manifest = path / MANIFEST
         if manifest.exists():
-            rows = json.loads(manifest.read_text())["files"]
-            files.extend(str(path / row["file"]) for row in rows)
+            files.extend(str(path / row["file"]) for row in read_manifest(manifest))
             continue
         found = sorted((p.name for p in path.iterdir() if p.name.endswith(FASTA_SUFFIXES)), key=_natural_key)
         if not found:
             raise FileNotFoundError(f"{path}: no FASTA files ({', '.join(FASTA_SUFFIXES)}) in this folder")
         files.extend(str(path / name) for name in found)
     return files
+
+
+def _check_plain_name(name: str, where: str) -> str:
+    """A listing names files of its own folder: a path in it (`../x`, `/etc/x`, `a/b`) would make
+    the fetch write outside the output folder."""
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise FetchError(f"{where}: {name!r} is not a plain file name (a listing may name only files beside it)")
+    return name
 
 
 def parse_md5_list(text: str, where: str) -> dict[str, str]:
@@ -90,8 +97,27 @@ def parse_md5_list(text: str, where: str) -> dict[str, str]:
         parts = line.split()
         if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{32}", parts[0]):
             raise FetchError(f"{where} line {number}: expected '<md5> <file>', got {line.strip()!r}")
-        checksums[parts[1].lstrip("*")] = parts[0].lower()
+        name = _check_plain_name(parts[1].lstrip("*"), f"{where} line {number}")
+        checksums[name] = parts[0].lower()
     return checksums
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """The rows of a manifest.json that `fetch_genome` wrote; a damaged one is refused in one line."""
+    try:
+        rows = json.loads(path.read_text())["files"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+        reason = f"{error.msg} at line {error.lineno}" if isinstance(error, json.JSONDecodeError) else (
+            f"{type(error).__name__}: {error}")
+        raise FetchError(f"{path}: not a readable {MANIFEST} ({reason}); delete it to fetch afresh") from None
+    if not isinstance(rows, list):
+        raise FetchError(f"{path}: 'files' is not a list; delete it to fetch afresh")
+    for number, row in enumerate(rows, 1):
+        if not (isinstance(row, dict) and isinstance(row.get("file"), str) and {"md5", "bytes"} <= row.keys()):
+            raise FetchError(f"{path}: file entry {number} is not {{file, md5, bytes, ...}}; "
+                             "delete it to fetch afresh")
+        _check_plain_name(row["file"], f"{path} file entry {number}")
+    return rows
 
 
 def _is_url(source: str) -> bool:
@@ -137,8 +163,7 @@ def plan_fetch(source: str, chromosomes: list[str] | None = None, timeout: float
         md5_path = folder_path / MD5_LIST
         checksums = parse_md5_list(md5_path.read_text(), str(md5_path)) if md5_path.exists() else {}
         if not checksums and (folder_path / MANIFEST).exists():  # a folder an earlier fetch verified
-            rows = json.loads((folder_path / MANIFEST).read_text())["files"]
-            checksums = {row["file"]: row["md5"] for row in rows}
+            checksums = {row["file"]: row["md5"] for row in read_manifest(folder_path / MANIFEST)}
         if path.is_dir() and not checksums:
             checksums = {Path(p).name: None for p in expand_fasta_paths([path])}
         prefix = str(folder_path) + os.sep
@@ -221,6 +246,17 @@ def _write_manifest(out_dir: Path, rows: list[dict], source: str) -> None:
     os.replace(temporary, out_dir / MANIFEST)
 
 
+def _refuse_source_as_destination(source: str, out_dir: Path) -> None:
+    """A local source fetched into its own folder would have its files renamed to `.part` and
+    re-verified in place: a fetch never moves or deletes a source file, so that is refused."""
+    base = ASSEMBLY_URLS.get(source, source)
+    if _is_url(base) or not Path(base).exists() or not out_dir.is_dir():
+        return
+    folder = Path(base) if Path(base).is_dir() else Path(base).parent
+    if os.path.samefile(folder, out_dir):
+        raise FetchError(f"--out {out_dir}: the source's own folder ({source}); fetch into another folder")
+
+
 def fetch_genome(
     source: str, out_dir: str | Path, chromosomes: list[str] | None = None, progress: bool = True,
     retries: int = 3, timeout: float = 60.0,
@@ -228,12 +264,13 @@ def fetch_genome(
     """Fetch `source` into `out_dir` (one verified file per chromosome + manifest.json); re-running
     continues partial downloads and skips files already verified. Returns the manifest's path."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_source_as_destination(source, out_dir)
     items = plan_fetch(source, chromosomes, timeout)
+    out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST
     previous = {}
     if manifest_path.exists():
-        previous = {row["file"]: row for row in json.loads(manifest_path.read_text()).get("files", [])}
+        previous = {row["file"]: row for row in read_manifest(manifest_path)}
     rows = [row for name, row in previous.items() if name not in {i.file for i in items}]
     for item in items:
         final = out_dir / item.file
