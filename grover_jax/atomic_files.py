@@ -3,8 +3,10 @@ folder and renamed onto its final name (`os.replace`), and a folder (a store, a 
 built beside its target and swapped in, so a reader never sees half a file or folder and an
 interrupted run leaves the previous one in place."""
 
+import atexit
 import contextlib
 import csv
+import glob
 import os
 import shutil
 from collections.abc import Iterator
@@ -53,11 +55,20 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         Path(temporary).write_bytes(data)
 
 
+# Folders from `temporary_folder` not yet moved into place by `replace_folder`: a build that raised
+# leaves its folder here, and `discard_unfinished_folders` (the CLI on any error, and at exit at the
+# latest) removes it, so a failed build (disk full, read-only target) leaves nothing behind.
+_unfinished: set[Path] = set()
+
+
 def temporary_folder(out: Path) -> Path:
-    """An empty sibling folder to build `out` in (a leftover from a killed build is cleared)."""
+    """An empty sibling folder to build `out` in. Leftovers of earlier builds of `out` by processes
+    that no longer run (killed, or out of disk) are swept first."""
+    _sweep_leftovers(out)
     temporary = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
+    _unfinished.add(temporary)
     return temporary
 
 
@@ -70,3 +81,36 @@ def replace_folder(temporary: Path, out: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(temporary, out)
+    _unfinished.discard(temporary)
+
+
+def discard_unfinished_folders() -> None:
+    """Remove this process's temporary folders whose build did not finish."""
+    while _unfinished:
+        shutil.rmtree(_unfinished.pop(), ignore_errors=True)
+
+
+atexit.register(discard_unfinished_folders)
+
+
+def _sweep_leftovers(out: Path) -> None:
+    """Remove `.<name>.tmp-PID` siblings of `out` whose process is gone, and `.<name>.old-PID` ones
+    once `out` exists again (before that, an interrupted swap's `.old` is the only copy)."""
+    if not out.parent.is_dir():
+        return
+    kinds = ("tmp", "old") if out.exists() else ("tmp",)
+    for kind in kinds:
+        for leftover in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*"):
+            pid = leftover.name.rpartition("-")[2]
+            if pid.isdigit() and int(pid) != os.getpid() and not _process_exists(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

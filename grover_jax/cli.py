@@ -4,27 +4,35 @@ import argparse
 import sys
 from pathlib import Path
 
-from grover_jax.genome import GenomeFormatError, SplitSpecError
-from grover_jax.genome.fetch import FetchError
-from grover_jax.store import StoreBuildError, StoreError
-from grover_jax.configuration import ConfigError
-from grover_jax.tokenizer import TokenizerFileError
-from grover_jax.train.checkpoint import CheckpointMismatchError
 from grover_jax.analysis import ANALYSES, AnalysisError
-from grover_jax.interop.errors import HfConversionError
-from grover_jax.pretrained import PretrainedError
-from grover_jax.host_memory import keep_freed_memory
+from grover_jax.atomic_files import discard_unfinished_folders
+from grover_jax.configuration import ConfigError
 from grover_jax.data.next_kmer import NextKmerError
 from grover_jax.data.tasks import FinetuneError, TaskDataError
+from grover_jax.genome import GenomeFormatError, SplitSpecError
+from grover_jax.genome.fetch import FetchError
+from grover_jax.host_memory import keep_freed_memory
+from grover_jax.interop.errors import HfConversionError
+from grover_jax.pretrained import PretrainedError
+from grover_jax.store import StoreBuildError, StoreError
+from grover_jax.tokenizer import TokenizerFileError
+from grover_jax.train.checkpoint import CheckpointMismatchError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     GenomeFormatError, SplitSpecError, TokenizerFileError, StoreError, StoreBuildError, ConfigError,
     CheckpointMismatchError, FetchError,
     HfConversionError, AnalysisError, PretrainedError, NextKmerError,
     TaskDataError, FinetuneError,
-    FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
     FloatingPointError,  # a diverged run: pretraining names the step and the loss
 )
+
+
+def _os_error_line(error: OSError) -> str:
+    """`<path>: <reason>`, as the shell's own tools say it (`out/tokens.npy: No space left on device`)."""
+    if error.filename is None or not error.strerror:
+        return str(error)
+    path = error.filename if error.filename2 is None else f"{error.filename} -> {error.filename2}"
+    return f"{path}: {error.strerror}"
 
 
 def _add_genome_args(parser: argparse.ArgumentParser) -> None:
@@ -287,7 +295,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"predict: {out}")
         elif args.stage == "compile":
             from grover_jax.configuration import load_config
-            from grover_jax.programs.compile import CompileSetupError, StepDoesNotFitError, compile_pretraining
+            from grover_jax.programs.compile import (
+                CompileSetupError,
+                StepDoesNotFitError,
+                compile_pretraining,
+            )
 
             vocab_size = args.vocab_size
             if args.tokenizer:
@@ -304,9 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"grover: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # not found, permission, read-only folder, disk full ...
+        print(f"grover: error: {_os_error_line(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("grover: interrupted", file=sys.stderr)
         return 130
+    finally:
+        discard_unfinished_folders()
     return 0
 
 

@@ -6,6 +6,7 @@ Cases that used to crash the interpreter (the compiled BPE core) run in a child 
 regression fails this test instead of killing the test run; the rest call `main` in-process."""
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,9 +32,10 @@ def grover(capsys, *args: str) -> tuple[int, str]:
 
 
 def assert_one_line_error(code: int, stderr: str, *names: str, exit_code: int = USER_ERROR) -> str:
-    """The exit code, one `grover: error:` line naming each of `names`, and no traceback."""
+    """The exit code, one `grover: error:` line naming each of `names`, and no traceback (progress
+    bars of the work done before the error aside)."""
     assert "Traceback" not in stderr, stderr
-    lines = stderr.strip().splitlines()
+    lines = [line for line in stderr.strip().splitlines() if "%|" not in line]
     assert len(lines) == 1, stderr
     assert lines[0].startswith("grover: error: "), lines[0]
     for name in names:
@@ -257,3 +259,53 @@ def test_a_damaged_manifest_is_named_in_one_line(command, damage, source_folder,
     assert fingerprint(fetched, source_folder) == before
     assert_nothing_complete(out)
     assert sorted(p.name for p in fetched.iterdir()) == ["chr20.fa.gz", "manifest.json"]
+
+
+# --- 8. the file system refusing: read-only output, disk full, leftovers of failed builds -------------
+
+
+def test_a_read_only_output_folder_is_one_line_naming_the_path(vocabulary, capsys, tmp_path):
+    parent = tmp_path / "read_only"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        if os.access(parent, os.W_OK):
+            pytest.skip("running as root: chmod does not stop root writing, so a read-only folder cannot be made")
+        fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(2_000))])
+        code, stderr = grover(capsys, "store", "--fasta", str(fasta), "--tokenizer", str(vocabulary),
+                              "--out", str(parent / "store"))
+        assert_one_line_error(code, stderr, str(parent), "Permission denied")
+        assert list(parent.iterdir()) == []
+    finally:
+        parent.chmod(0o755)
+
+
+def test_a_full_disk_mid_build_is_one_line_and_leaves_no_temporary_folder(vocabulary, capsys, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    def disk_full(source, target, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    # tokens.npy and starts.npy are written, then copying tokenizer.json finds the disk full
+    monkeypatch.setattr(shutil, "copyfile", disk_full)
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(2_000))])
+    out = tmp_path / "out" / "store"
+    code, stderr = grover(capsys, "store", "--fasta", str(fasta), "--tokenizer", str(vocabulary), "--out", str(out))
+    line = assert_one_line_error(code, stderr, f".store.tmp-{os.getpid()}", "No space left on device")
+    assert line.endswith("tokenizer.json: No space left on device")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_leftovers_of_a_dead_build_are_swept_and_a_running_ones_are_kept(vocabulary, capsys, tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    dead, alive = int(finished.stdout), os.getppid()
+    out = tmp_path / "store"
+    for pid in (dead, alive):
+        (tmp_path / f".store.tmp-{pid}").mkdir()
+        (tmp_path / f".store.tmp-{pid}" / "tokens.npy").write_bytes(b"half")
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(2_000))])
+    code, _ = grover(capsys, "store", "--fasta", str(fasta), "--tokenizer", str(vocabulary), "--out", str(out))
+    assert code == 0 and (out / "index.json").exists()
+    assert sorted(p.name for p in tmp_path.glob(".store.*")) == [f".store.tmp-{alive}"]
