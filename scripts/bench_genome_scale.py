@@ -135,11 +135,11 @@ def worker_store(args: argparse.Namespace) -> dict:
 
 def worker_pipeline(args: argparse.Namespace) -> dict:
     from grover_jax.data.mlm import MaskingConfig, MlmBatches
-    from grover_jax.store import TokenStore
+    from grover_jax.store import open_store
 
     rates = {}
     for name in ("single", "sharded", "single", "sharded"):  # twice, alternating: the machine is shared
-        store = TokenStore(Path(args.out) / name)
+        store = open_store(Path(args.out) / name)
         batches = MlmBatches(store, "train", MaskingConfig(seq_len=512), global_batch_size=64, seed=0)
         cpu, started = cpu_seconds(), time.perf_counter()
         for step in range(args.steps):

@@ -32,11 +32,11 @@ PRESETS = {
 def build_batches(seq_len: int, batch_size: int, n_batches: int, mask_rate: float) -> tuple[list[dict], int]:
     from grover_jax.data.mlm import MaskingConfig, MlmBatches
     from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
-    from grover_jax.store import TokenStore
+    from grover_jax.store import open_store
 
     root = Path(tempfile.mkdtemp(prefix="bench_train_"))
     learn_vocabulary(None, root / "vocab", cycles=600, progress=False)
-    store = TokenStore(build_token_store(None, root / "vocab" / "tokenizer.json", root / "store", progress=False))
+    store = open_store(build_token_store(None, root / "vocab" / "tokenizer.json", root / "store", progress=False))
     masking = MaskingConfig(seq_len=seq_len, mask_rate=mask_rate, full_window_fraction=1.0)
     source = MlmBatches(store, "train", masking, batch_size, seed=0)
     return [source.batch(step) for step in range(n_batches)], store.vocab_size

@@ -11,7 +11,7 @@ from scipy import stats as scipy_stats
 from grover_jax import bundled
 from grover_jax.cli import main
 from grover_jax.pretrained import load_pretrained
-from grover_jax.store import TokenStore
+from grover_jax.store import open_store
 from grover_jax.tokenizer import SPECIAL_TOKENS
 
 OPTIONS = {"tokens": [], "repeats": [], "ambiguity": ["--windows", "12"], "regions": ["--max-regions", "600"]}
@@ -92,7 +92,7 @@ def test_token_embedding_axes_correlate_with_frequency_as_recomputed(analyses, p
     rho = {(r["axis"], r["property"]): float(r["spearman_rho"]) for r in rows}
 
     # Independently: counts by np.unique over the store, PCA by eigendecomposition of the covariance.
-    store = TokenStore(bundled_store)
+    store = open_store(bundled_store)
     ids, counts = np.unique(np.asarray(store.tokens), return_counts=True)
     id_to_token = store.tokenizer.id_to_token
     keep = np.array([id_to_token[i] not in SPECIAL_TOKENS for i in ids])
@@ -115,7 +115,7 @@ def test_repeat_fractions_match_a_direct_count(analyses, bundled_store):
     rows = read_csv(analyses / "repeats.csv")
     assert list(rows[0]) == ["token_id", "token", "length", "occurrences", "in_repeat", "fraction_in_repeat",
                              "enrichment"]
-    store = TokenStore(bundled_store)
+    store = open_store(bundled_store)
     assert sum(int(r["occurrences"]) for r in rows) == len(store)
     assert all(0.0 <= float(r["fraction_in_repeat"]) <= 1.0 for r in rows)
     # One 6+-mer, counted by brute force against the unmerged RepeatMasker rows.
@@ -139,7 +139,7 @@ def test_ambiguity_is_the_variance_of_contextual_embeddings(analyses, pretrained
     assert all(int(r["occurrences"]) >= 10 and float(r["variance"]) >= 0 and 0 <= float(r["relative_variance"]) <= 1
                for r in rows)
     # Recompute one token's variance with np.var over the same 12 windows of the valid block.
-    model, store = grover_jax.load(pretrained_run), TokenStore(bundled_store)
+    model, store = grover_jax.load(pretrained_run), open_store(bundled_store)
     starts = evenly_spaced_windows(store, ("valid",), model.window_tokens, 12)
     windows = [store.window(int(s), model.window_tokens) for s in starts]
     row = max(rows, key=lambda r: int(r["length"]))

@@ -5,7 +5,7 @@ import pytest
 
 from grover_jax.data.mlm import MaskingConfig, MlmBatches, eval_batches
 from grover_jax.genome import read_genome
-from grover_jax.store import TokenStore, build_store
+from grover_jax.store import build_store, open_store
 from grover_jax.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, learn_bpe, load_tokenizer, save_vocabulary
 
 SPLITS = "valid=chr20:33200001-33300000"
@@ -18,7 +18,7 @@ def store(tmp_path_factory, bundled_slice_fasta):
     root = tmp_path_factory.mktemp("mlm")
     save_vocabulary(result, root / "vocab")
     build_store(genome, load_tokenizer(root / "vocab"), root / "store", split_spec=SPLITS, progress=False)
-    return TokenStore(root / "store")
+    return open_store(root / "store")
 
 
 def test_masking_rates_match_the_config(store):

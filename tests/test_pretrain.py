@@ -14,7 +14,7 @@ import pytest
 from grover_jax.configuration import load_config
 from grover_jax.programs.pretrain import pretrain
 from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
-from grover_jax.store import TokenStore
+from grover_jax.store import open_store
 from grover_jax.train.checkpoint import CheckpointMismatchError
 
 TINY = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=128",
@@ -73,7 +73,7 @@ def test_loss_falls_and_accuracy_beats_the_unigram_baseline_on_held_out_sequence
     # Baseline, recomputed here: always predict the most frequent train token, on the same valid targets.
     from grover_jax.data.mlm import MaskingConfig, eval_batches
 
-    store = TokenStore(store_dir)
+    store = open_store(store_dir)
     train_tokens = np.concatenate([np.asarray(store.tokens[c["token_offset"]: c["token_offset"] + c["n_tokens"]])
                                    for c in store.split_contigs("train")])
     most_frequent = np.bincount(train_tokens).argmax()

@@ -10,9 +10,9 @@ from grover_jax.genome import read_genome
 from grover_jax.store import (
     ShardedTokenStore,
     StoreError,
-    TokenStore,
     build_sharded_store,
     build_store,
+    open_store,
 )
 from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
 from tests.conftest import write_fasta
@@ -46,7 +46,7 @@ def _mtimes(store_dir):
 def test_sharded_and_single_store_give_identical_windows(genome_files, tmp_path):
     paths, tokenizer, single_dir = genome_files
     build_sharded_store(paths, tokenizer, tmp_path / "sharded", SPLITS, workers=1, progress=False)
-    single, sharded = TokenStore(single_dir), TokenStore(tmp_path / "sharded")
+    single, sharded = open_store(single_dir), open_store(tmp_path / "sharded")
     assert isinstance(sharded, ShardedTokenStore) and len(sharded) == len(single)
     assert sharded.open_shards == [], "opening reads only the top-level index"
     for split in ("train", "valid", "test"):
@@ -66,7 +66,7 @@ def test_sharded_and_single_store_give_identical_windows(genome_files, tmp_path)
 def test_a_host_opens_only_the_shards_it_samples(genome_files, tmp_path):
     paths, tokenizer, _ = genome_files
     build_sharded_store(paths, tokenizer, tmp_path / "sharded", SPLITS, progress=False)
-    store = TokenStore(tmp_path / "sharded")
+    store = open_store(tmp_path / "sharded")
     last_shard = store.shards[-1]
     store.window(last_shard["token_offset"] + 10, 30)
     assert store.open_shards == [last_shard["name"]]
@@ -84,7 +84,7 @@ def test_rebuild_keeps_valid_shards_and_rebuilds_a_deleted_one(genome_files, tmp
     after = _mtimes(out)
     assert {k: v for k, v in after.items() if k != "chr20_34000k"} == {
         k: v for k, v in before.items() if k != "chr20_34000k"}, "valid shards are not rewritten"
-    assert np.array_equal(np.asarray(TokenStore(single_dir).tokens), np.asarray(TokenStore(out).tokens))
+    assert np.array_equal(np.asarray(open_store(single_dir).tokens), np.asarray(open_store(out).tokens))
 
 
 def test_an_interrupted_shard_build_leaves_no_valid_looking_shard(genome_files, tmp_path, monkeypatch):
@@ -102,9 +102,9 @@ def test_an_interrupted_shard_build_leaves_no_valid_looking_shard(genome_files, 
     assert not [p for p in (out / "shards").iterdir() if not p.name.startswith(".")]
     (leftover,) = (out / "shards").glob(".chr20_33000k.tmp-*")
     with pytest.raises(StoreError, match="incomplete"):
-        TokenStore(leftover)
+        open_store(leftover)
     outcome = build_sharded_store(paths, tokenizer, out, SPLITS, workers=1, progress=False)
-    assert len(outcome["built"]) == 3 and len(TokenStore(out)) > 0
+    assert len(outcome["built"]) == 3 and len(open_store(out)) > 0
 
 
 def test_grover_store_sharded_takes_a_folder_of_fasta_files(genome_files, tmp_path, capsys):
@@ -116,7 +116,7 @@ def test_grover_store_sharded_takes_a_folder_of_fasta_files(genome_files, tmp_pa
     assert main(["store", "--sharded", "--workers", "2", "--fasta", folder, "--splits", SPLITS,
                  "--tokenizer", str(tokenizer), "--out", str(tmp_path / "sharded")]) == 0
     assert "3 shards (built 3, kept 0 valid)" in capsys.readouterr().out
-    assert np.array_equal(np.asarray(TokenStore(single_dir).tokens), np.asarray(TokenStore(tmp_path / "sharded").tokens))
+    assert np.array_equal(np.asarray(open_store(single_dir).tokens), np.asarray(open_store(tmp_path / "sharded").tokens))
 
 
 def test_low_memory_replay_builds_the_same_store(genome_files, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from grover_jax import bundled
 from grover_jax.genome import read_genome
-from grover_jax.store import StoreBuildError, StoreError, TokenStore, build_store
+from grover_jax.store import StoreBuildError, StoreError, build_store, open_store
 from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
 
 SPLITS = "valid=chr20:33100001-33150000;test=chr20:33250001-33300000"
@@ -21,7 +21,7 @@ def built(tmp_path_factory, bundled_slice_fasta):
     save_vocabulary(result, root / "vocab")
     tokenizer = load_tokenizer(root / "vocab")
     build_store(genome, tokenizer, root / "store", split_spec=SPLITS, progress=False)
-    return genome, tokenizer, TokenStore(root / "store")
+    return genome, tokenizer, open_store(root / "store")
 
 
 def test_windows_decode_to_the_genome_bases_they_map_to(built):
@@ -76,7 +76,7 @@ def test_an_interrupted_build_leaves_nothing_that_looks_complete(built, tmp_path
     leftovers = list(tmp_path.glob(".store.tmp-*"))
     assert leftovers, "the partial build stays under its temporary name"
     with pytest.raises(StoreError, match="incomplete token store"):
-        TokenStore(leftovers[0])
+        open_store(leftovers[0])
 
 
 def test_existing_store_is_kept_unless_overwrite(built, tmp_path):
@@ -85,7 +85,7 @@ def test_existing_store_is_kept_unless_overwrite(built, tmp_path):
     with pytest.raises(StoreBuildError, match="already exists"):
         build_store(genome, tokenizer, tmp_path / "store", progress=False)
     build_store(genome, tokenizer, tmp_path / "store", overwrite=True, progress=False)
-    assert len(TokenStore(tmp_path / "store")) > 0
+    assert len(open_store(tmp_path / "store")) > 0
 
 
 def test_truncated_arrays_are_detected(built, tmp_path):
@@ -94,13 +94,13 @@ def test_truncated_arrays_are_detected(built, tmp_path):
     index = json.loads((path / "index.json").read_text())
     np.save(path / "tokens.npy", np.zeros(index["n_tokens"] // 2, np.uint16))
     with pytest.raises(StoreError, match="rebuild the store"):
-        TokenStore(path)
+        open_store(path)
 
 
 def test_cli_main_job_builds_vocabulary_and_store_on_the_bundled_genome(tmp_path):
     from grover_jax.cli import main
 
     assert main(["run", "--workdir", str(tmp_path / "run"), "--cycles", "100", "--stop-after", "store"]) == 0
-    store = TokenStore(tmp_path / "run" / "store")
+    store = open_store(tmp_path / "run" / "store")
     assert store.index["split_spec"] == bundled.SPLIT_SPEC
     assert store.index["n_bases"] == 4_950_000

@@ -11,11 +11,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-ANALYSES = ("tokens", "repeats", "ambiguity", "regions")
+from grover_jax import api
+from grover_jax.analysis.ambiguity import analyze_ambiguity
+from grover_jax.analysis.errors import AnalysisError
+from grover_jax.analysis.regions import analyze_regions
+from grover_jax.analysis.repeats import analyze_repeats
+from grover_jax.analysis.tokens import analyze_tokens
+from grover_jax.store import open_store
 
-
-class AnalysisError(ValueError):
-    """Input an analysis cannot use (a store of another tokenizer, an unreadable BED, ...)."""
+ANALYZERS = {"tokens": analyze_tokens, "repeats": analyze_repeats, "ambiguity": analyze_ambiguity,
+             "regions": analyze_regions}
+ANALYSES = tuple(ANALYZERS)
 
 
 def run_analysis(name: str, checkpoint: str | Path, store_path: str | Path, out: str | Path,
@@ -26,24 +32,13 @@ def run_analysis(name: str, checkpoint: str | Path, store_path: str | Path, out:
     import matplotlib
 
     matplotlib.use("Agg")
-    from grover_jax import api
-    from grover_jax.store import TokenStore
-
     if name not in ANALYSES:
         raise AnalysisError(f"no analysis {name!r} (choose from {', '.join(ANALYSES)})")
     model = api.load(checkpoint)
-    store = TokenStore(store_path)
+    store = open_store(store_path)
     if model.tokenizer.sha256 != store.tokenizer_sha256:
         raise AnalysisError(f"{store.path} was tokenized with another tokenizer than {checkpoint} "
                             f"(sha256 {store.tokenizer_sha256[:12]}… vs {model.tokenizer.sha256[:12]}…)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if name == "tokens":
-        from grover_jax.analysis.tokens import analyze_tokens as analyze
-    elif name == "repeats":
-        from grover_jax.analysis.repeats import analyze_repeats as analyze
-    elif name == "ambiguity":
-        from grover_jax.analysis.ambiguity import analyze_ambiguity as analyze
-    else:
-        from grover_jax.analysis.regions import analyze_regions as analyze
-    return analyze(model, store, out, **options)
+    return ANALYZERS[name](model, store, out, **options)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from grover_jax.analysis import AnalysisError
-from grover_jax.atomic_files import csv_writer, save_figure
+from grover_jax.analysis.errors import AnalysisError
 from grover_jax.analysis.sampling import evenly_spaced_windows
 from grover_jax.api import GroverModel
+from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.store import TokenStore
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grover_jax.analysis import AnalysisError
+from grover_jax.analysis.errors import AnalysisError
 from grover_jax.genome import canonical_chromosome_name
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from grover_jax import bundled
-from grover_jax.analysis import AnalysisError
 from grover_jax.analysis.annotation import contains, read_bed, require_overlap
-from grover_jax.atomic_files import csv_writer, save_figure
+from grover_jax.analysis.errors import AnalysisError
 from grover_jax.analysis.sampling import evenly_spaced_windows
 from grover_jax.analysis.statistics import balanced_accuracy, logistic_probe, principal_components
 from grover_jax.api import GroverModel
+from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.store import TokenStore
 
 CLASSES = ("promoter", "exon", "repeat", "intron", "intergenic")

@@ -14,7 +14,7 @@ from grover_jax.genome import file_sha256
 from grover_jax.programs.vocabulary import (
     build_token_store, learn_vocabulary, resolve_genome, vocabulary_provenance,
 )
-from grover_jax.store import StoreError, TokenStore
+from grover_jax.store import StoreError, open_store
 
 STAGES = ("bpe", "store", "pretrain", "next-kmer", "finetune", "export")
 
@@ -42,7 +42,7 @@ def run_pipeline(
         return
 
     try:
-        store = TokenStore(store_dir)
+        store = open_store(store_dir)
         current = store.index["split_spec"] == split_spec and [s["sha256"] for s in store.index["sources"]] == wanted
         from grover_jax.tokenizer import load_tokenizer
 

@@ -20,7 +20,7 @@ from grover_jax.atomic_files import save_figure, write_text
 from grover_jax.configuration import load_config
 from grover_jax.programs.next_kmer import run_next_kmer
 from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary, resolve_genome
-from grover_jax.store import TokenStore
+from grover_jax.store import open_store
 from grover_jax.tokenizer.kmer import save_kmer_vocabulary
 
 ARM_FILE = "arm.json"
@@ -43,7 +43,7 @@ def _run_arm(name: str, arm_dir: Path, fasta, split_spec, config: ml_collections
     store_dir = arm_dir / "store"
     if not (store_dir / "index.json").exists():
         build_token_store(fasta, vocab, store_dir, split_spec, overwrite=store_dir.exists(), progress=False)
-    store = TokenStore(store_dir)
+    store = open_store(store_dir)
 
     pretrain_config = load_config(config.sweep.pretrain_config, list(config.sweep.pretrain_overrides))
     pretrain_config.seed = config.seed

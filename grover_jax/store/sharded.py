@@ -22,17 +22,13 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from grover_jax.genome import file_sha256, read_genome
 from grover_jax.genome.fetch import fasta_stem
 from grover_jax.store.build import STORE_VERSION, StoreBuildError, build_store
-from grover_jax.store.reader import StoreError, TokenStore
+from grover_jax.store.reader import SHARDED_FORMAT, SHARDS, StoreError, TokenStore
 from grover_jax.tokenizer.vocabulary import load_tokenizer
-
-SHARDED_FORMAT = "grover-token-store-sharded"
-SHARDS = "shards"
 
 
 def shard_is_valid(shard_dir: Path, source: Path, tokenizer_sha256: str, split_spec: str,
@@ -144,98 +140,3 @@ def build_sharded_store(
         "shards": shards, "contigs": contigs,
     })
     return {"built": [Path(t[2]).name for t in todo], "kept": kept}
-
-
-class ShardedArray:
-    """`tokens` or `starts` of a sharded store as one read-only 1-D array: integers and slices (any
-    positive step) are served from the shards they fall in, each opened on first use."""
-
-    def __init__(self, store: "ShardedTokenStore", field: str, dtype: type):
-        self.store, self.field, self.dtype = store, field, np.dtype(dtype)
-        self.shape = (len(store),)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key):
-        n = len(self)
-        if isinstance(key, (int, np.integer)):
-            index = int(key) + n if key < 0 else int(key)
-            if not 0 <= index < n:
-                raise IndexError(f"index {key} outside 0..{n}")
-            shard = self.store.shard_of(index)
-            return getattr(self.store.shard(shard), self.field)[index - self.store.shard_offsets[shard]]
-        if not isinstance(key, slice):
-            raise TypeError("a sharded store's arrays take an integer or a slice")
-        start, stop, step = key.indices(n)
-        if step <= 0:
-            raise ValueError("a sharded store's arrays take slices with a positive step")
-        pieces = []
-        if start < stop:
-            for shard in range(self.store.shard_of(start), self.store.shard_of(stop - 1) + 1):
-                first_token = int(self.store.shard_offsets[shard])
-                end_token = first_token + self.store.shards[shard]["n_tokens"]
-                first = start + -(-(max(start, first_token) - start) // step) * step
-                if first < min(stop, end_token):
-                    array = getattr(self.store.shard(shard), self.field)
-                    pieces.append(array[first - first_token : min(stop, end_token) - first_token : step])
-        return np.concatenate(pieces) if pieces else np.zeros(0, self.dtype)
-
-    def __array__(self, dtype=None, copy=None):
-        array = self[:]
-        return array if dtype is None else array.astype(dtype)
-
-
-class ShardedTokenStore(TokenStore):
-    """The TokenStore interface over a sharded store (window, window_starts, window_interval, ...,
-    `tokens`/`starts` as ShardedArray). Opening reads only the top-level index; a shard is opened,
-    memory-mapped, when a window first falls in it, so each host maps only what it samples."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        index_path = self.path / "index.json"
-        if not index_path.exists():
-            raise StoreError(f"{self.path}: incomplete sharded store (no index.json): run the build again")
-        self.index = json.loads(index_path.read_text())
-        if self.index.get("format") != SHARDED_FORMAT:
-            raise StoreError(f"{index_path}: not a sharded grover token store index")
-        self.shards = self.index["shards"]
-        self.shard_offsets = np.array([s["token_offset"] for s in self.shards], dtype=np.int64)
-        self._read_contigs_and_tokenizer()
-        self._open: dict[int, TokenStore] = {}
-        self.tokens = ShardedArray(self, "tokens", np.uint16)
-        self.starts = ShardedArray(self, "starts", np.uint32)
-
-    @property
-    def open_shards(self) -> list[str]:
-        return [self.shards[k]["name"] for k in sorted(self._open)]
-
-    def shard_of(self, token_index: int) -> int:
-        return int(np.searchsorted(self.shard_offsets, token_index, side="right") - 1)
-
-    def shard(self, k: int) -> TokenStore:
-        if k not in self._open:
-            record = self.shards[k]
-            shard = TokenStore(self.path / record["path"])
-            if len(shard) != record["n_tokens"] or shard.tokenizer_sha256 != self.tokenizer_sha256:
-                raise StoreError(f"{shard.path}: does not match {self.path / 'index.json'} (rebuilt since?): "
-                                 "run `grover store --sharded` again")
-            self._open[k] = shard
-        return self._open[k]
-
-    def window(self, token_index: int, length: int) -> np.ndarray:
-        if token_index < 0 or token_index + length > len(self):
-            raise IndexError(f"window [{token_index}, {token_index + length}) outside 0..{len(self)}")
-        k = self.shard_of(token_index)
-        local = token_index - int(self.shard_offsets[k])
-        if local + length <= self.shards[k]["n_tokens"]:
-            return self.shard(k).window(local, length)
-        return np.asarray(self.tokens[token_index : token_index + length], dtype=np.int32)
-
-
-def is_sharded_store(path: str | Path) -> bool:
-    index_path = Path(path) / "index.json"
-    try:
-        return json.loads(index_path.read_text()).get("format") == SHARDED_FORMAT
-    except (OSError, json.JSONDecodeError):
-        return False

@@ -18,6 +18,7 @@ import numpy as np
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
 from grover_jax.genome.genome import BASES
+from grover_jax.tokenizer.folder import write_tokenizer_files
 from grover_jax.tokenizer.special_tokens import SPECIAL_TOKENS, genome_tokenizer
 
 MAX_KMER = 7  # 4^1 + ... + 4^7 + 5 = 21,850 ids: still inside the store's uint16 tokens
@@ -65,6 +66,4 @@ def encode_contigs_kmer(contigs: list[np.ndarray], k: int, n_special: int) -> li
 
 def save_kmer_vocabulary(k: int, out_dir: str | Path) -> Path:
     """tokenizer.json (+ the transformers configs) of the fixed k-mer vocabulary, written atomically."""
-    from grover_jax.tokenizer.vocabulary import write_tokenizer_files
-
     return write_tokenizer_files(build_kmer_tokenizer(k), out_dir)

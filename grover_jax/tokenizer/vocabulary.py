@@ -22,12 +22,11 @@ from tokenizers import Tokenizer, models
 from grover_jax.atomic_files import write_text
 from grover_jax.genome.genome import BASE_CODE, BASES
 from grover_jax.tokenizer.bpe import BpeResult, replay_merges
+from grover_jax.tokenizer.folder import TOKENIZER_FILE, write_tokenizer_files
 from grover_jax.tokenizer.kmer import encode_contigs_kmer, kmer_size
 from grover_jax.tokenizer.special_tokens import (  # noqa: F401 - re-exported
     CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, UNK_ID, genome_tokenizer,
 )
-
-TOKENIZER_FILE = "tokenizer.json"
 
 
 class TokenizerFileError(ValueError):
@@ -36,23 +35,6 @@ class TokenizerFileError(ValueError):
 
 def build_hf_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Tokenizer:
     return genome_tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]", fuse_unk=True))
-
-
-def write_tokenizer_files(tokenizer: Tokenizer, out_dir: str | Path) -> Path:
-    """tokenizer.json plus the transformers configs that let `AutoTokenizer` load the folder."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
-    write_text(out_dir / "tokenizer_config.json", json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "model_max_length": 512,
-        "do_lower_case": False,
-        "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
-    }, indent=2))
-    write_text(out_dir / "special_tokens_map.json", json.dumps({
-        "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
-    }, indent=2))
-    return out_dir / TOKENIZER_FILE
 
 
 def save_vocabulary(result: BpeResult, out_dir: str | Path, provenance: dict | None = None) -> Path:
