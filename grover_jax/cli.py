@@ -4,9 +4,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import ml_collections
+
 from grover_jax.analysis import ANALYSES, AnalysisError
 from grover_jax.atomic_files import discard_unfinished_folders
-from grover_jax.configuration import ConfigError
+from grover_jax.configuration import ConfigError, load_config, validate_config
 from grover_jax.data.next_kmer import NextKmerError
 from grover_jax.data.tasks import FinetuneError, TaskDataError
 from grover_jax.genome import GenomeFormatError, SplitSpecError
@@ -178,16 +180,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Sizes the command line passes inward, each with its least value; refused here, before any work:
+# the BPE core is compiled without bounds checks, so a negative size would crash the interpreter.
+_LEAST = {"cycles": 1, "max_token_length": 0, "workers": 1, "window": 1, "stride": 1, "batch_size": 1,
+          "windows": 1, "max_regions": 1, "region_tokens": 1, "slices": 1, "vocab_size": 0}
+
+
 def _check_sizes(args: argparse.Namespace) -> None:
-    """Numbers the command line passes inward, refused here: the BPE core is compiled without
-    bounds checks, so a negative size would crash the interpreter rather than raise."""
-    cycles = getattr(args, "cycles", None)
-    if cycles is not None and cycles < 1:
-        raise ConfigError(f"--cycles {cycles}: BPE needs at least 1 cycle (GROVER: 600)")
-    if getattr(args, "max_token_length", 0) < 0:
-        raise ConfigError(f"--max-token-length {args.max_token_length}: must be >= 0 (0: no cap)")
-    if getattr(args, "workers", 1) < 1:
-        raise ConfigError(f"--workers {args.workers}: must be >= 1")
+    for name, least in _LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= {least}")
+    if getattr(args, "k", None) and min(args.k) < 1:
+        raise ConfigError(f"--k {' '.join(map(str, args.k))}: every k must be >= 1")
+
+
+def _config(args: argparse.Namespace) -> ml_collections.ConfigDict:
+    """The stage's config with its --set overrides, refused before any work if a value is unusable."""
+    config = load_config(args.config, args.overrides)
+    if getattr(args, "k", None):
+        config.next_kmer.ks = tuple(args.k)
+    validate_config(config)
+    return config
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -244,16 +258,13 @@ def main(argv: list[str] | None = None) -> int:
             manifest = fetch_genome(args.source, args.out, chromosomes, progress=not args.quiet)
             print(f"fetched: {manifest}")
         elif args.stage == "pretrain":
-            from grover_jax.configuration import load_config
             from grover_jax.programs.pretrain import pretrain
 
-            pretrain(load_config(args.config, args.overrides), args.workdir, args.store,
-                     auto_distributed=args.distributed == "auto")
+            pretrain(_config(args), args.workdir, args.store, auto_distributed=args.distributed == "auto")
         elif args.stage == "run":
-            from grover_jax.configuration import load_config
             from grover_jax.programs.pipeline import run_pipeline
 
-            config = load_config(args.config, args.overrides)
+            config = _config(args)
             run_pipeline(args.workdir, args.fasta, args.splits, args.cycles, config, args.stop_after)
         elif args.stage in ("export-hf", "import-hf"):
             _convert(args)
@@ -268,23 +279,17 @@ def main(argv: list[str] | None = None) -> int:
                                     **{k: v for k, v in options.items() if v is not None})
             print(f"analysis {args.analysis}: {csv_path} (and PNG plots in {args.out})")
         elif args.stage == "next-kmer":
-            from grover_jax.configuration import load_config
             from grover_jax.programs.next_kmer import run_next_kmer
 
-            config = load_config(args.config, args.overrides)
-            if args.k:
-                config.next_kmer.ks = tuple(args.k)
-            run_next_kmer(args.checkpoint, args.out, config, args.store)
+            run_next_kmer(args.checkpoint, args.out, _config(args), args.store)
         elif args.stage == "select-vocab":
-            from grover_jax.configuration import load_config
             from grover_jax.programs.select_vocab import select_vocabulary
 
-            select_vocabulary(args.workdir, load_config(args.config, args.overrides), args.fasta, args.splits)
+            select_vocabulary(args.workdir, _config(args), args.fasta, args.splits)
         elif args.stage == "finetune":
-            from grover_jax.configuration import load_config
             from grover_jax.programs.finetune import finetune, task_overrides
 
-            config = load_config(args.config, args.overrides)
+            config = _config(args)
             task_overrides(config, args.task, args.fasta, args.annotation, args.bed)
             finetune(config, args.checkpoint, args.out, baselines=args.baselines)
         elif args.stage == "predict":
@@ -294,7 +299,6 @@ def main(argv: list[str] | None = None) -> int:
                                   args.stride, args.batch_size)
             print(f"predict: {out}")
         elif args.stage == "compile":
-            from grover_jax.configuration import load_config
             from grover_jax.programs.compile import (
                 CompileSetupError,
                 StepDoesNotFitError,
@@ -307,8 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 vocab_size = load_tokenizer(args.tokenizer).vocab_size
             try:
-                report = compile_pretraining(load_config(args.config, args.overrides), args.topology,
-                                             args.slices, vocab_size)
+                report = compile_pretraining(_config(args), args.topology, args.slices, vocab_size)
             except (CompileSetupError, StepDoesNotFitError) as error:
                 print(f"grover: error: {error}", file=sys.stderr)
                 return 1

@@ -309,3 +309,45 @@ def test_leftovers_of_a_dead_build_are_swept_and_a_running_ones_are_kept(vocabul
     code, _ = grover(capsys, "store", "--fasta", str(fasta), "--tokenizer", str(vocabulary), "--out", str(out))
     assert code == 0 and (out / "index.json").exists()
     assert sorted(p.name for p in tmp_path.glob(".store.*")) == [f".store.tmp-{alive}"]
+
+
+# --- 9. config values no run can use, refused before a run folder exists ------------------------------
+
+
+@pytest.mark.parametrize(("stage", "override", "named"), [
+    ("pretrain", "train.batch_size=0", "train.batch_size=0"),
+    ("pretrain", "model.hidden_size=130", "model.num_heads=4"),
+    ("pretrain", "train.eval_every=0", "train.eval_every=0"),
+    ("pretrain", "data.seq_len=256", "model.max_position_embeddings=128"),
+    ("run", "bpe.cycles=0", "bpe.cycles=0"),
+    ("finetune", "train.batch_size=0", "train.batch_size=0"),
+    ("select-vocab", "sweep.pretrain_overrides=('train.batch_size=0',)", "sweep.pretrain_overrides"),
+])
+def test_an_unusable_config_value_is_named_before_any_folder_is_made(stage, override, named, capsys, tmp_path):
+    work = tmp_path / "work"
+    where = {"pretrain": ["--workdir", str(work), "--store", str(tmp_path / "no_store")],
+             "run": ["--workdir", str(work)], "select-vocab": ["--workdir", str(work)],
+             "finetune": ["--checkpoint", str(tmp_path / "no_run"), "--out", str(work)]}[stage]
+    code, stderr = grover(capsys, stage, *where, "--set", override)
+    assert_one_line_error(code, stderr, named)
+    assert not work.exists()
+
+
+def test_a_negative_command_line_size_is_named(capsys, tmp_path):
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(600))])
+    code, stderr = grover(capsys, "predict", "--checkpoint", str(tmp_path / "no_run"), "--fasta", str(fasta),
+                          "--scan", "--stride", "0", "--out", str(tmp_path / "scan.bedGraph"))
+    assert_one_line_error(code, stderr, "--stride 0")
+    assert not (tmp_path / "scan.bedGraph").exists()
+
+
+# --- 10. an unknown fine-tuning task ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", [["--task", "promoterz"], ["--set", "task.name=promoterz"]])
+def test_an_unknown_task_is_named_before_the_checkpoint_is_read(how, capsys, tmp_path):
+    code, stderr = grover(capsys, "finetune", "--checkpoint", str(tmp_path / "no_run"), *how,
+                          "--out", str(tmp_path / "ft"))
+    line = assert_one_line_error(code, stderr, "promoterz", "unknown task")
+    assert "prom300, promscan, ctcf" in line
+    assert not (tmp_path / "ft").exists()

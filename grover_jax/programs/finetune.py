@@ -34,7 +34,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from grover_jax.configuration import ConfigError
-from grover_jax.data.tasks.builders import TaskSpec, prepare_task
+from grover_jax.data.tasks.builders import TaskSpec, check_task_name, prepare_task
 from grover_jax.data.tasks.errors import FinetuneError, TaskDataError
 from grover_jax.evaluation import METRICS, bootstrap_intervals, classification_metrics
 from grover_jax.model import BertConfig, BertForSequenceClassification
@@ -65,6 +65,7 @@ def task_overrides(config: ml_collections.ConfigDict, task: str | None, fasta: l
         config.task.fasta = ",".join(fasta)
     if annotation:
         config.task.annotation = annotation
+    check_task_name(config.task.name)  # before any checkpoint is read or folder made
 
 
 def task_spec(task_cfg: ml_collections.ConfigDict, tokenizer_path: Path, seed: int) -> TaskSpec:

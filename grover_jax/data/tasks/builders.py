@@ -28,6 +28,7 @@ from grover_jax.genome import file_sha256, read_genome
 from grover_jax.tokenizer import load_tokenizer
 
 GENOME_TASKS = ("prom300", "promscan", "ctcf")
+UNKNOWN_TASK = f"unknown task (use {', '.join(GENOME_TASKS)}, a CSV file, or --fasta with --bed)"
 
 # What each built-in task is, and how it differs from the paper's (../shared/GROVER.md §5).
 CONSTRUCTION = {
@@ -124,7 +125,7 @@ def construct(spec: TaskSpec) -> tuple[list[Example], list[str]]:
         sites = read_bed(_annotation(spec, "CTCF"))
         examples = construction.ctcf(genome, sites, counts, spec.pvalue, spec.window, spec.block_size)
         return examples, ["unbound", "bound"]
-    raise TaskDataError(spec.task, f"unknown task (use {', '.join(GENOME_TASKS)}, a CSV, or --fasta with --bed)")
+    raise TaskDataError(spec.task, UNKNOWN_TASK)
 
 
 class _GenomeTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -225,8 +226,15 @@ class TaskData:
     data_dir: Path
 
 
+def check_task_name(name: str) -> None:
+    """Refuse a task with no builder in one line (it used to be a KeyError in `prepare_task`)."""
+    if name not in BUILDERS:
+        raise TaskDataError(name, UNKNOWN_TASK)
+
+
 def prepare_task(spec: TaskSpec, data_dir: str | Path) -> TaskData:
     """Build the task's array_record files once (if absent) and read all splits back."""
+    check_task_name(spec.task)
     tfds.disable_progress_bar()
     builder = BUILDERS[spec.task](spec=spec, data_dir=str(data_dir))
     builder.download_and_prepare()
