@@ -26,7 +26,8 @@ def run_pipeline(
     workdir = Path(workdir)
     paths, split_spec = resolve_genome(fasta, split_spec)
     vocab_dir, store_dir = workdir / "vocab", workdir / "store"
-    cycles = cycles or (config.bpe.cycles if config is not None else 600)
+    if cycles is None:  # not `cycles or ...`: 0 must not turn into 600 (the CLI refuses it)
+        cycles = config.bpe.cycles if config is not None else 600
     max_token_length = config.bpe.max_token_length if config is not None else 0
 
     provenance = vocabulary_provenance(vocab_dir)
