@@ -11,6 +11,7 @@ from grover_jax import bundled
 from grover_jax.genome import (
     GenomeFormatError, SplitSpecError, canonical_chromosome_name, parse_split_spec, read_fasta, read_genome,
 )
+from grover_jax.genome.bed import BedRow, read_bed
 from tests.conftest import shared_file, write_fasta
 
 
@@ -123,3 +124,13 @@ def test_cli_reports_bad_input_in_one_line_without_traceback(tmp_path):
         "(allowed: A C G T N and IUPAC codes, either case)"
     ]
     assert not (tmp_path / "v").exists()
+
+
+def test_bed_rows_read_gzip_by_content_and_a_bad_row_names_file_line_and_field(tmp_path):
+    path = tmp_path / "sites.bed"  # gzipped despite its name
+    path.write_bytes(gzip.compress(b"track name=sites\n20\t100\t250\tsite\t0\t-\nchrX 5 9\nchr20\t300\t300\n"))
+    with pytest.raises(GenomeFormatError) as error:
+        read_bed(path)
+    assert str(error.value) == f"{path} line 4, field 'end': interval 300-300 is empty or negative"
+    path.write_bytes(gzip.compress(b"track name=sites\n20\t100\t250\tsite\t0\t-\nchrX 5 9\n"))
+    assert read_bed(path) == [BedRow("chr20", 100, 250, "site", "-", 2), BedRow("chrX", 5, 9, "", "+", 3)]

@@ -1,38 +1,29 @@
 """BED intervals as sorted, merged per-chromosome arrays, and point-in-interval lookups."""
 
-import gzip
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from grover_jax.analysis.errors import AnalysisError
-from grover_jax.genome import canonical_chromosome_name
+from grover_jax.genome import GenomeFormatError
+from grover_jax.genome.bed import read_bed
 
 
 class AnnotationError(AnalysisError):
     pass
 
 
-def read_bed(path: str | Path) -> dict[str, np.ndarray]:
-    """{chromosome: merged [n, 2] int64 (start, end)} of a BED(.gz) file, 0-based half-open;
-    '#', 'track' and 'browser' lines are skipped."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such BED file")
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows: dict[str, list[tuple[int, int]]] = {}
-    with opener(path, "rt") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            fields = line.split("\t")
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except (IndexError, ValueError):
-                raise AnnotationError(f"{path} line {line_number}: not a BED row (chrom, start, end)") from None
-            rows.setdefault(canonical_chromosome_name(fields[0]), []).append((start, end))
-    return {chromosome: merge(np.array(pairs, np.int64)) for chromosome, pairs in rows.items()}
+def read_intervals(path: str | Path) -> dict[str, np.ndarray]:
+    """{chromosome: merged [n, 2] int64 (start, end)} of the BED(.gz) file at `path` (genome/bed.py)."""
+    try:
+        rows = read_bed(path)
+    except GenomeFormatError as error:
+        raise AnnotationError(str(error)) from None
+    pairs: dict[str, list[tuple[int, int]]] = {}
+    for row in rows:
+        pairs.setdefault(row.chromosome, []).append((row.start, row.end))
+    return {chromosome: merge(np.array(intervals, np.int64)) for chromosome, intervals in pairs.items()}
 
 
 def merge(intervals: np.ndarray) -> np.ndarray:
@@ -54,12 +45,6 @@ def contains(intervals: dict[str, np.ndarray], chromosome: str, points: np.ndarr
         return np.zeros(len(points), bool)
     index = np.searchsorted(table[:, 0], points, side="right") - 1
     return (index >= 0) & (points < table[np.maximum(index, 0), 1])
-
-
-def covered_bases(intervals: dict[str, np.ndarray], chromosome: str, start: int, end: int) -> int:
-    """Bases of [start, end) inside the chromosome's intervals."""
-    table = intervals.get(chromosome, np.zeros((0, 2), np.int64))
-    return int(np.clip(np.minimum(table[:, 1], end) - np.maximum(table[:, 0], start), 0, None).sum())
 
 
 def require_overlap(intervals: dict[str, np.ndarray], contigs: Iterable[dict], path: str | Path) -> None:

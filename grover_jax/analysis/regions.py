@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from grover_jax import bundled
-from grover_jax.analysis.annotation import contains, read_bed, require_overlap
+from grover_jax.analysis.annotation import contains, read_intervals, require_overlap
 from grover_jax.analysis.errors import AnalysisError
 from grover_jax.analysis.sampling import evenly_spaced_windows
 from grover_jax.analysis.statistics import balanced_accuracy, logistic_probe, principal_components
@@ -43,7 +43,7 @@ def load_annotation(annotation_dir: str | Path, contigs: list[dict] | None = Non
     tables = {}
     for name, file in (("tss", "tss"), ("exon", "exons"), ("repeat", "hg19_repeats"), ("intron", "genes")):
         path = annotation_dir / f"{file}.bed.gz"
-        tables[name] = read_bed(path)
+        tables[name] = read_intervals(path)
         if contigs is not None:
             require_overlap(tables[name], contigs, path)
     tss = tables.pop("tss")

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from grover_jax import bundled
-from grover_jax.analysis.annotation import contains, read_bed, require_overlap
-from grover_jax.atomic_files import csv_writer, save_figure
+from grover_jax.analysis.annotation import contains, read_intervals, require_overlap
 from grover_jax.api import GroverModel
+from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.store import TokenStore
 from grover_jax.tokenizer import SPECIAL_TOKENS
 
@@ -40,7 +40,7 @@ def analyze_repeats(model: GroverModel, store: TokenStore, out: Path,
     import matplotlib.pyplot as plt
 
     repeats_bed = repeats_bed or bundled.annotation("hg19_repeats")
-    repeats = read_bed(repeats_bed)
+    repeats = read_intervals(repeats_bed)
     require_overlap(repeats, store.contigs, repeats_bed)
     total, inside = occurrences_in_repeats(store, repeats)
     background = inside.sum() / max(total.sum(), 1)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from grover_jax.data.tasks import motif
-from grover_jax.data.tasks.regions import SPLITS, BedRow, block_split, reverse_complement
+from grover_jax.data.tasks.regions import SPLITS, block_split, reverse_complement
 from grover_jax.genome import Genome
+from grover_jax.genome.bed import BedRow
 from grover_jax.genome.genome import BASE_CODE
 from grover_jax.tokenizer import GenomeTokenizer
 

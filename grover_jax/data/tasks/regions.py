@@ -8,12 +8,12 @@ Interleaved blocks spread every split along the chromosome (a single held-out bl
 slice would hold a dozen TSSs).
 """
 
-import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 from grover_jax.data.tasks.errors import TaskDataError
-from grover_jax.genome import canonical_chromosome_name
+from grover_jax.genome import GenomeFormatError
+from grover_jax.genome.bed import BedRow
+from grover_jax.genome.bed import read_bed as read_bed_rows
 
 SPLITS = ("train", "valid", "test")
 # Folds 0-5 train, 6-7 valid, 8-9 test: 60/20/20 by sequence.
@@ -21,47 +21,16 @@ DEFAULT_FOLDS = {"train": (0, 1, 2, 3, 4, 5), "valid": (6, 7), "test": (8, 9)}
 _COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 
-@dataclass(frozen=True)
-class BedRow:
-    chromosome: str
-    start: int
-    end: int
-    name: str
-    strand: str
-    line: int
-
-
 def reverse_complement(sequence: str) -> str:
     return sequence.translate(_COMPLEMENT)[::-1]
 
 
 def read_bed(path: str | Path, name_required: bool = False) -> list[BedRow]:
-    """BED (optionally gzipped), 0-based half-open; `#`, `track` and `browser` lines skipped."""
-    path = Path(path)
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    rows = []
-    with opener(path, "rt") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip() or text.startswith(("#", "track", "browser")):
-                continue
-            fields = text.rstrip("\r\n").split("\t")
-            if len(fields) < 3:
-                fields = text.split()
-            if len(fields) < 3:
-                raise TaskDataError(path, "expected at least 3 tab-separated columns (chrom, start, end)", number)
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except ValueError:
-                raise TaskDataError(path, f"start/end {fields[1]!r}/{fields[2]!r} are not integers", number,
-                                    "start") from None
-            if not 0 <= start < end:
-                raise TaskDataError(path, f"interval {start}-{end} is empty or negative", number, "end")
-            if name_required and len(fields) < 4:
-                raise TaskDataError(path, "missing the label column (4th, BED name)", number, "label")
-            name = fields[3] if len(fields) > 3 else ""
-            strand = fields[5] if len(fields) > 5 and fields[5] in ("+", "-") else "+"
-            rows.append(BedRow(canonical_chromosome_name(fields[0]), start, end, name, strand, number))
-    return rows
+    """The BED's rows (genome/bed.py), a bad row reported as a TaskDataError like every task input."""
+    try:
+        return read_bed_rows(path, name_required)
+    except GenomeFormatError as error:
+        raise TaskDataError(error.path, error.reason, error.line, error.field) from None
 
 
 def block_split(start: int, end: int, block_size: int, folds: dict[str, tuple[int, ...]] | None = None) -> str | None:

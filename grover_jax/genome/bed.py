@@ -1,0 +1,52 @@
+"""BED files, optionally gzipped: the one reader for every BED here (task labels and annotation
+tables, the analyses' repeat and region annotations). 0-based half-open intervals; `#`, `track` and
+`browser` lines are skipped; a row that cannot be read stops with one line naming file, line and field."""
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+from grover_jax.genome.errors import GenomeFormatError
+from grover_jax.genome.naming import canonical_chromosome_name
+
+
+@dataclass(frozen=True)
+class BedRow:
+    chromosome: str
+    start: int
+    end: int
+    name: str
+    strand: str
+    line: int
+
+
+def read_bed(path: str | Path, name_required: bool = False) -> list[BedRow]:
+    """Every interval of the BED at `path`, in file order; a missing strand reads as `+`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such BED file")
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"  # by content: a `.bed.gz` name is not always gzip, nor the reverse
+    rows = []
+    with (gzip.open if gzipped else open)(path, "rt") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip() or text.startswith(("#", "track", "browser")):
+                continue
+            fields = text.rstrip("\r\n").split("\t")
+            if len(fields) < 3:
+                fields = text.split()
+            if len(fields) < 3:
+                raise GenomeFormatError(path, number, "expected at least 3 tab-separated columns (chrom, start, end)")
+            try:
+                start, end = int(fields[1]), int(fields[2])
+            except ValueError:
+                raise GenomeFormatError(path, number, f"start/end {fields[1]!r}/{fields[2]!r} are not integers",
+                                        "start") from None
+            if not 0 <= start < end:
+                raise GenomeFormatError(path, number, f"interval {start}-{end} is empty or negative", "end")
+            if name_required and len(fields) < 4:
+                raise GenomeFormatError(path, number, "missing the label column (4th, BED name)", "label")
+            name = fields[3] if len(fields) > 3 else ""
+            strand = fields[5] if len(fields) > 5 and fields[5] in ("+", "-") else "+"
+            rows.append(BedRow(canonical_chromosome_name(fields[0]), start, end, name, strand, number))
+    return rows
