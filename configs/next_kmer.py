@@ -26,7 +26,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     nk.test_split = "test"
     nk.pooling = "cls"  # "cls" (HF pooler) or "mean" over real tokens
     nk.train_encoder = True  # False: only the head learns (a linear probe of the frozen encoder)
-    nk.markov_order = 0  # order of the Markov baseline; 0 = k (a k-th order model for next-k-mer)
+    # Order of the Markov baseline: the bar is a 10-base context (unseen contexts back off to shorter
+    # ones); 0 = k (a k-th order model for next-k-mer).
+    nk.markov_order = 10
     nk.dropout = 0.1  # encoder and head dropout while fine-tuning
 
     train = config.train = ml_collections.ConfigDict()

@@ -12,7 +12,13 @@ import pytest
 from grover_jax import bundled
 from grover_jax.configuration import load_config
 from grover_jax.data.next_kmer import (
-    MarkovNextKmer, contig_base_codes, kmer_class, majority_class, sample_examples, tokenize_inputs,
+    MarkovNextKmer,
+    NextKmerError,
+    contig_base_codes,
+    kmer_class,
+    majority_class,
+    sample_examples,
+    tokenize_inputs,
 )
 from grover_jax.genome import read_genome
 from grover_jax.store import TokenStore
@@ -90,6 +96,47 @@ def test_markov_baseline_equals_a_direct_count_on_a_real_slice(bundled_store, or
         assert predicted == expected
 
 
+@pytest.mark.parametrize("order,k", [(3, 2), (10, 6), (12, 4), (25, 6)])
+def test_sparse_markov_backs_off_like_a_direct_count_with_shorter_contexts(bundled_genome, order, k):
+    # Train on 20 kb of real chr20; query with real 50-nt held-out windows, whose long contexts are
+    # mostly absent from 20 kb and must back off, while their short ones are all seen; 20 queries end
+    # in a context taken from the training slice. Order 25 + k 6 fills 62 of the key's 64 bits.
+    train_codes = bundled_genome.contig_codes(bundled_genome.split_contigs("train")[0])[:20_000]
+    held_out = bundled_genome.contig_codes(bundled_genome.split_contigs("test")[0])
+    queries = held_out[np.arange(0, 300 * 97, 97)[:, None] + np.arange(50)]
+    queries[:20, 50 - order :] = train_codes[np.arange(20)[:, None] * 911 + np.arange(order)]
+    model = MarkovNextKmer([train_codes], order, k)
+
+    # Independent count: for each context length m <= order, the last m context bases of every
+    # (order + k)-base window -> Counter of the k-mer that follows.
+    text = "".join("ACGT"[c] for c in train_codes)
+    following: list[dict[str, Counter]] = [{} for _ in range(order + 1)]
+    for i in range(len(text) - order - k + 1):
+        kmer = text[i + order : i + order + k]
+        for m in range(order + 1):
+            following[m].setdefault(text[i + order - m : i + order], Counter())[kmer] += 1
+    kmers = ["".join(p) for p in itertools.product("ACGT", repeat=k)]  # class order
+
+    backed_off = 0
+    for query, predicted in zip(queries, model.predict(queries)):
+        bases = "".join("ACGT"[c] for c in query)
+        m = next(m for m in range(order, -1, -1) if bases[len(bases) - m :] in following[m])
+        backed_off += m < order
+        counter = following[m][bases[len(bases) - m :]]
+        assert predicted == max(range(len(kmers)), key=lambda c: (counter[kmers[c]], -c))  # ties: lowest class
+    assert (backed_off > 0) == (order > 3) and backed_off < len(queries)
+
+
+def test_sparse_markov_refuses_windows_longer_than_31_bases():
+    with pytest.raises(ValueError, match="order \\+ k <= 31"):
+        MarkovNextKmer([np.zeros(100, np.uint8)], 26, 6)
+
+
+def test_markov_baseline_refuses_train_contigs_shorter_than_one_window():
+    with pytest.raises(NextKmerError, match="no train contig holds the 16 bases"):
+        MarkovNextKmer([np.zeros(15, np.uint8)], 10, 6)
+
+
 def test_majority_class_and_kmer_class_order():
     assert list(kmer_class(np.array([[0, 0], [0, 3], [3, 0], [3, 3]]))) == [0, 3, 12, 15]
     assert majority_class(np.array([5, 2, 5, 2, 7])) == 2  # ties: the lower class
@@ -113,7 +160,7 @@ def test_fine_tuned_model_beats_the_majority_class_on_held_out_sequence(pretrain
 def test_next_kmer_program_does_not_import_the_pretraining_program():
     code = ("import sys, grover_jax.programs.next_kmer; "
             "sys.exit(1 if 'grover_jax.programs.pretrain' in sys.modules else 0)")
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_resumed_sweep_skips_finished_arms_and_writes_the_same_table(tmp_path, monkeypatch):

@@ -116,29 +116,79 @@ class MarkovNextKmer:
     """Predicts the k-mer that most often followed the same `order` preceding bases in the train split.
 
     An order-m Markov chain's most likely next k-mer is the argmax over k-mers of the joint count
-    of (m-mer context, k-mer) — computed jointly, not base by base greedily. Counts run over every
-    position of every train contig. A context never seen in training gets the overall commonest k-mer.
+    of (m-mer context, k-mer) — computed jointly, not base by base greedily; ties go to the lowest
+    class. Counts run over every window of order + k bases of every train contig, kept sparse (one
+    entry per distinct window seen), so order + k may reach 31 bases (2 bits a base in an int64).
+
+    A context never seen in training backs off to its last order - 1 bases, then order - 2, ...,
+    down to order 0 (the commonest k-mer overall), taking the first that was seen. Every order counts
+    the same windows (shorter contexts are the trailing bases of the order + k windows), so order 0
+    is the k-mers that follow the first `order` bases of each contig.
     """
 
     def __init__(self, train_contigs: list[np.ndarray], order: int, k: int):
-        if order + k > 13:
-            raise ValueError(f"markov order {order} + k {k} > 13: the count table would exceed 4^13 cells")
+        if order < 0 or k < 1 or order + k > 31:
+            raise ValueError(f"markov order {order} and k {k}: need order >= 0, k >= 1 and order + k <= 31 "
+                             "(a window packs into 62 bits)")
         self.order, self.k = order, k
-        counts = np.zeros(4 ** (order + k), np.int64)
-        for codes in train_contigs:
-            if len(codes) >= order + k:
-                counts += np.bincount(_rolling_codes(codes, order + k), minlength=len(counts))
-        table = counts.reshape(4**order, 4**k)
-        overall = int(table.sum(axis=0).argmax())
-        self.prediction = np.where(table.sum(axis=1) > 0, table.argmax(axis=1), overall)
+        windows = [_pack(np.lib.stride_tricks.sliding_window_view(c, order + k)) for c in train_contigs
+                   if len(c) >= order + k]
+        if not windows:
+            raise NextKmerError(f"no train contig holds the {order + k} bases of a Markov order {order} "
+                                f"+ k {k} window")
+        keys = np.concatenate(windows)
+        del windows
+        keys.sort()  # in place: the window keys are the largest array here (8 bytes a train base)
+        keys, counts = _sum_runs(keys, None)
+        # One (sorted contexts, their best k-mer) table per order, longest first. Each shorter order's
+        # joint counts are the longer one's summed over its oldest context base: masking that base off
+        # leaves 4 sorted runs, which a stable (merging) argsort orders in near-linear time.
+        self.tables = [_best_kmer_per_context(keys, counts, k)]
+        for context_bases in range(order - 1, -1, -1):
+            keys &= (1 << 2 * (context_bases + k)) - 1
+            rank = np.argsort(keys, kind="stable")
+            keys, counts = keys[rank], counts[rank]
+            del rank
+            keys, counts = _sum_runs(keys, counts)
+            self.tables.append(_best_kmer_per_context(keys, counts, k))
 
     def predict(self, input_codes_NxL: np.ndarray) -> np.ndarray:
-        if self.order == 0:
-            return np.full(len(input_codes_NxL), self.prediction[0])
-        return self.prediction[kmer_class(input_codes_NxL[:, -self.order :])]
+        prediction = np.zeros(len(input_codes_NxL), np.int64)
+        unresolved = np.ones(len(input_codes_NxL), bool)
+        for context_bases, (contexts, best) in zip(range(self.order, -1, -1), self.tables):
+            query = _pack(input_codes_NxL[:, input_codes_NxL.shape[1] - context_bases :])
+            at = np.searchsorted(contexts, query)  # never past the end: the table ends with a sentinel
+            seen = unresolved & (contexts[at] == query)
+            prediction[seen] = best[at[seen]]
+            unresolved &= ~seen
+        return prediction
 
 
-def _rolling_codes(codes: np.ndarray, width: int) -> np.ndarray:
-    """Base-4 number of every window of `width` bases (sliding by one)."""
-    windows = np.lib.stride_tricks.sliding_window_view(codes.astype(np.int64), width)
-    return windows @ (4 ** np.arange(width - 1, -1, -1, dtype=np.int64))
+def _pack(codes_NxW: np.ndarray) -> np.ndarray:
+    """Each row of base codes as one int64, 2 bits a base, first base most significant (= kmer_class)."""
+    keys = np.zeros(len(codes_NxW), np.int64)
+    for column in codes_NxW.T:
+        keys <<= 2
+        keys |= column
+    return keys
+
+
+def _sum_runs(sorted_keys: np.ndarray, counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys of a sorted array and the summed counts of each run of equal keys (1 a key if None)."""
+    starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+    if counts is None:
+        return sorted_keys[starts], np.diff(np.append(starts, len(sorted_keys)))
+    return sorted_keys[starts], np.add.reduceat(counts, starts)
+
+
+def _best_kmer_per_context(keys: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct contexts, the k-mer with the highest count after each) from sorted joint keys."""
+    contexts, kmers = keys >> 2 * k, keys & ((1 << 2 * k) - 1)
+    starts = np.flatnonzero(np.concatenate(([True], contexts[1:] != contexts[:-1])))
+    best_count = np.maximum.reduceat(counts, starts)
+    # Within a context the k-mers are ascending, so its first row holding the top count is the
+    # argmax with ties to the lowest class.
+    tops = np.flatnonzero(counts == np.repeat(best_count, np.diff(np.append(starts, len(contexts)))))
+    first = tops[np.concatenate(([True], contexts[tops[1:]] != contexts[tops[:-1]]))]
+    # A context above any packed one (< 2^62) ends the table, so a lookup always lands inside it.
+    return np.append(contexts[first], np.iinfo(np.int64).max), np.append(kmers[first], 0)
