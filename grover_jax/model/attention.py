@@ -1,15 +1,17 @@
-"""Two attention kernels with their own backward passes, beside the spelled-out XLA attention
-and cuDNN's in model/bert.py (`model.attention_implementation`).
+"""Attention for the BERT: one entry point, `attention(q, k, v, key_is_real, implementation=...)`,
+and the kernels it runs (`model.attention_implementation`; bert.attention_path resolves "auto").
+
+"xla" (`xla_attention`): the softmax spelled out over whole [B, H, L, L] matrices, differentiated
+by JAX. Spelled out rather than jax.nn.dot_product_attention so that dropout sits between the
+softmax and the values, as in HF BERT, and because XLA:CPU runs this form faster (BENCHMARKS.md).
 
 "xla_cpu" (`xla_cpu_attention`, auto on CPUs): whole [B, H, L, L] matrices, as XLA's, with a
 hand-written backward pass that fixes the form of every matmul. Left to itself XLA folds the
 head transposes and the backward pass's transposed products into the dots, in forms XLA:CPU's
-matmul runs at a third of its speed (P·V written out as [B, L, H, K]: 18 ms against 6 ms for
-batch 8 x 4 heads x 512 tokens; dV = Pᵀ·dO, a contraction over P's major axis: 16 ms against
-9 ms as dVᵀ = dOᵀ·P). Each operand and product here is pinned by an optimization barrier to the
-form measured fast; forward and backward take ~58 instead of ~65 ms per layer at those shapes
-with dropout (BENCHMARKS.md, "Pretraining throughput"). Dropout takes a precomputed keep mask
-(hashed or threefry), kept for the backward pass as a bool array.
+matmul runs much slower: P·V written out as [B, L, H, K], and dV = Pᵀ·dO, a contraction over P's
+major axis, rather than dVᵀ = dOᵀ·P. Each operand and product here is pinned by an optimization
+barrier to the form measured fast (BENCHMARKS.md, "Pretraining throughput"). Dropout takes a
+precomputed keep mask (hashed or threefry), kept for the backward pass as a bool array.
 
 "blockwise" (`blockwise_attention`): O(L) saved activations per head instead of O(L²). XLA's
 attention keeps the whole [B, H, L, L] probabilities (and the dropout mask) for the backward
@@ -17,14 +19,17 @@ pass: 32 MB per layer at batch 8, 4 heads, 512 tokens; 1.6 GB for GROVER-base at
 walks the batch in blocks of rows (`lax.map`), keeps only the output and the row log-sum-exp, and
 recomputes each block's probabilities in the backward pass (the FlashAttention recipe, with whole
 rows per block because 512 keys fit). Dropout on the probabilities uses the hashed mask of
-`dropout.py`, so the backward pass regenerates it. On a CPU it costs ~5 % of a training step
-against XLA's attention once host memory is reused (host_memory.py), and wins when it is not
-(every fresh buffer then page-faults): BENCHMARKS.md, "Pretraining throughput".
+`dropout.py`, so the backward pass regenerates it. On a CPU it is slower than whole-matrix
+attention once host memory is reused (host_memory.py), and faster when it is not (every fresh
+buffer then page-faults): BENCHMARKS.md, "Pretraining throughput".
+
+"cudnn": cuDNN's fused kernel through jax.nn.dot_product_attention (GPUs, half precision), which
+has no dropout on the probabilities.
 
 Blocks are strided over the batch (block i holds rows i, i + n, ...), so under data/fsdp sharding
 every block is spread over all batch shards, as the micro-batches of gradient accumulation are.
-Numerics (both): logits and softmax in float32; with bf16 inputs the probabilities (and their
-gradients) enter the matmuls as bf16, which accumulate in float32.
+Numerics (all but cuDNN's): logits and softmax in float32; with bf16 inputs the probabilities (and
+their gradients) enter the matmuls as bf16, which accumulate in float32.
 """
 
 import functools
@@ -136,10 +141,10 @@ _attention.defvjp(_forward, _attention_backward)
 
 
 def _pinned(x: Array) -> Array:
-    # XLA folds a transpose into the dot beside it, choosing forms XLA:CPU's matmuls run at a
-    # third of their speed (a product written out transposed, [.., K, L] for [.., L, K], or a
-    # contraction over an operand's major axis). The barrier keeps each operand and product in
-    # the form written here (BENCHMARKS.md, "Pretraining throughput").
+    # XLA folds a transpose into the dot beside it, choosing forms XLA:CPU's matmuls run much
+    # slower (a product written out transposed, [.., K, L] for [.., L, K], or a contraction over
+    # an operand's major axis). The barrier keeps each operand and product in the form written
+    # here (BENCHMARKS.md, "Pretraining throughput").
     return jax.lax.optimization_barrier(x)
 
 
@@ -255,3 +260,80 @@ def blockwise_attention(
         q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL.astype(bool), seed,
         float(dropout_rate), batch // rows_per_block,
     )
+
+
+def xla_attention(
+    q_BxLxHxK: Array,
+    k_BxLxHxK: Array,
+    v_BxLxHxK: Array,
+    key_is_real_BxL: Array,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_rng: str = "hash",
+    dropout_key: Array | None = None,
+) -> Array:
+    """softmax(q kᵀ / √K, keys masked by `key_is_real`) [dropout] v → [B, L, H, K], spelled out
+    over whole [B, H, L, L] matrices; logits and softmax in float32 even for bf16 inputs."""
+    # The 1/√K scale on q ([B, L, H, K]) rather than on the logits ([B, H, L, L]); exact for
+    # K = 64 (a power of two), within rounding otherwise.
+    scale = jnp.asarray(q_BxLxHxK.shape[-1] ** -0.5, q_BxLxHxK.dtype)
+    logits_BxHxLxL = jnp.einsum(
+        "bqhk,bshk->bhqs", q_BxLxHxK * scale, k_BxLxHxK, preferred_element_type=jnp.float32
+    )
+    logits_BxHxLxL = logits_BxHxLxL + key_padding_bias(key_is_real_BxL)
+    # Softmax normalised after the value product: a division over [.., L, K] instead of over
+    # [.., L, L]. The row maximum only guards exp's range; the result does not depend on it, so
+    # no gradient flows through it.
+    row_max = jax.lax.stop_gradient(jnp.max(logits_BxHxLxL, axis=-1, keepdims=True))
+    unnormalised_BxHxLxL = jnp.exp(logits_BxHxLxL - row_max)
+    row_sum_BxLxH = jnp.sum(unnormalised_BxHxLxL, axis=-1).transpose(0, 2, 1)
+    if dropout_rate > 0.0:
+        if dropout_key is None:
+            raise ValueError("attention dropout needs a dropout_key")
+        unnormalised_BxHxLxL = attention_dropout(unnormalised_BxHxLxL, dropout_rate, dropout_rng, dropout_key)
+    out_BxLxHxK = jnp.einsum(
+        "bhqs,bshk->bqhk",
+        unnormalised_BxHxLxL.astype(v_BxLxHxK.dtype),
+        v_BxLxHxK,
+        preferred_element_type=jnp.float32,
+    )
+    return (out_BxLxHxK / row_sum_BxLxH[..., None]).astype(v_BxLxHxK.dtype)
+
+
+def attention(
+    q_BxLxHxK: Array,
+    k_BxLxHxK: Array,
+    v_BxLxHxK: Array,
+    key_is_real_BxL: Array,
+    *,
+    implementation: str,
+    dropout_rate: float = 0.0,
+    dropout_rng: str = "hash",
+    dropout_key: Array | None = None,
+) -> Array:
+    """softmax(q kᵀ / √K, keys masked by `key_is_real`) [dropout] v → [B, L, H, K] by the kernel
+    `implementation` names: "xla", "xla_cpu", "blockwise" or "cudnn" (see the module docstring).
+    Dropout (`dropout_rate` > 0) draws its mask from `dropout_key` ("hash" or "threefry" masks);
+    "blockwise" regenerates only hashed masks and "cudnn" has no attention dropout."""
+    if implementation == "xla":
+        return xla_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL, dropout_rate=dropout_rate,
+                             dropout_rng=dropout_rng, dropout_key=dropout_key)
+    if implementation == "xla_cpu":
+        return xla_cpu_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL, dropout_rate=dropout_rate,
+                                 dropout_rng=dropout_rng, dropout_key=dropout_key)
+    if implementation == "blockwise":
+        if dropout_rate > 0.0 and dropout_rng != "hash":
+            raise ValueError("blockwise attention dropout regenerates hashed masks: it needs dropout_rng 'hash'")
+        seed = dropout_seed(dropout_key) if dropout_rate > 0.0 and dropout_key is not None else None
+        return blockwise_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL, dropout_rate=dropout_rate,
+                                   dropout_seed=seed)
+    if implementation == "cudnn":
+        if dropout_rate > 0.0:
+            raise ValueError("cuDNN's fused attention has no dropout on the probabilities")
+        # cuDNN's fused kernel takes padding as lengths: batches here are right-padded
+        # ([CLS] tokens [SEP] [PAD]...), so the real keys are the first `length` positions.
+        lengths_B = jnp.sum(key_is_real_BxL, axis=-1).astype(jnp.int32)
+        return jax.nn.dot_product_attention(
+            q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_value_seq_lengths=lengths_B, implementation="cudnn"
+        )
+    raise ValueError(f"no attention implementation {implementation!r} (use 'xla', 'xla_cpu', 'blockwise' or 'cudnn')")

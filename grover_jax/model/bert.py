@@ -36,14 +36,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from grover_jax.model.attention import (
-    attention_dropout,
-    blockwise_attention,
-    key_padding_bias,
-    xla_cpu_attention,
-)
+from grover_jax.model.attention import attention
 from grover_jax.model.config import BertConfig
-from grover_jax.model.dropout import Dropout, dropout_seed
+from grover_jax.model.dropout import Dropout
 
 Array = jax.Array
 
@@ -149,14 +144,14 @@ def _gathered_table(table_NxD: Array) -> Array:
 
 
 def attention_path(cfg: BertConfig, dtype: Any, dropout_active: bool) -> str:
-    """Which attention kernel runs: "cudnn", "xla_cpu", "blockwise" or "xla".
+    """Which attention kernel (model/attention.py) runs: "cudnn", "xla_cpu", "blockwise" or "xla".
 
     auto: cuDNN's fused kernel on GPUs with half-precision inputs, "xla_cpu" on CPUs (the same
-    attention with a backward pass written for XLA:CPU's matmuls, model/attention.py), XLA's
-    spelled-out softmax below everywhere else. cuDNN has no dropout on the probabilities, so
+    attention with a backward pass written for XLA:CPU's matmuls), the spelled-out "xla" softmax
+    everywhere else. cuDNN has no dropout on the probabilities, so
     attention dropout in training takes the XLA path; so does "blockwise" with threefry masks,
     which its backward pass cannot regenerate. "blockwise" keeps O(L) instead of O(L²)
-    activations per head for the backward pass, at ~5 % of a CPU step (BENCHMARKS.md).
+    activations per head for the backward pass, at some cost in speed on a CPU (BENCHMARKS.md).
     """
     implementation = cfg.attention_implementation
     if implementation == "auto":
@@ -250,55 +245,12 @@ class BertSelfAttention(nn.Module):
 
         dropout_active = cfg.attention_dropout > 0.0 and not deterministic
         dropout_key = self.make_rng("dropout") if dropout_active else None
-        path = attention_path(cfg, q_BxLxHxK.dtype, dropout_active)
-        if path == "blockwise":
-            out_BxLxHxK = blockwise_attention(
-                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL,
-                dropout_rate=cfg.attention_dropout if dropout_active else 0.0,
-                dropout_seed=dropout_seed(dropout_key) if dropout_active else None,
-            )
-        elif path == "cudnn":
-            # cuDNN's fused kernel takes padding as lengths: batches here are right-padded
-            # ([CLS] tokens [SEP] [PAD]...), so the real keys are the first `length` positions.
-            lengths_B = jnp.sum(attention_mask_BxL, axis=-1).astype(jnp.int32)
-            out_BxLxHxK = jax.nn.dot_product_attention(
-                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_value_seq_lengths=lengths_B,
-                implementation="cudnn",
-            )
-        elif path == "xla_cpu":
-            out_BxLxHxK = xla_cpu_attention(
-                q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL,
-                dropout_rate=cfg.attention_dropout if dropout_active else 0.0,
-                dropout_rng=cfg.dropout_rng, dropout_key=dropout_key,
-            )
-        else:
-            # Spelled out rather than jax.nn.dot_product_attention: dropout sits between softmax
-            # and values as in HF BERT, and XLA:CPU runs this form faster (bench: 0.86 vs 0.93
-            # s/step without dropout). Logits and softmax in float32 even for bf16 inputs.
-            # The 1/√K scale on q ([B, L, H, K]) rather than on the logits ([B, H, L, L]);
-            # exact for K = 64 (a power of two), within rounding otherwise.
-            scale = jnp.asarray(cfg.head_dim**-0.5, q_BxLxHxK.dtype)
-            logits_BxHxLxL = jnp.einsum(
-                "bqhk,bshk->bhqs", q_BxLxHxK * scale, k_BxLxHxK, preferred_element_type=jnp.float32
-            )
-            logits_BxHxLxL = logits_BxHxLxL + key_padding_bias(key_is_real_BxL)
-            # Softmax normalised after the value product: a division over [.., L, K] instead of
-            # over [.., L, L] (~2 % of a CPU step). The row maximum only guards exp's range; the
-            # result does not depend on it, so no gradient flows through it.
-            row_max = jax.lax.stop_gradient(jnp.max(logits_BxHxLxL, axis=-1, keepdims=True))
-            unnormalised_BxHxLxL = jnp.exp(logits_BxHxLxL - row_max)
-            row_sum_BxLxH = jnp.sum(unnormalised_BxHxLxL, axis=-1).transpose(0, 2, 1)
-            if dropout_active:
-                unnormalised_BxHxLxL = attention_dropout(
-                    unnormalised_BxHxLxL, cfg.attention_dropout, cfg.dropout_rng, dropout_key
-                )
-            out_BxLxHxK = jnp.einsum(
-                "bhqs,bshk->bqhk",
-                unnormalised_BxHxLxL.astype(v_BxLxHxK.dtype),
-                v_BxLxHxK,
-                preferred_element_type=jnp.float32,
-            )
-            out_BxLxHxK = (out_BxLxHxK / row_sum_BxLxH[..., None]).astype(v_BxLxHxK.dtype)
+        out_BxLxHxK = attention(
+            q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, key_is_real_BxL,
+            implementation=attention_path(cfg, q_BxLxHxK.dtype, dropout_active),
+            dropout_rate=cfg.attention_dropout if dropout_active else 0.0,
+            dropout_rng=cfg.dropout_rng, dropout_key=dropout_key,
+        )
         return nn.with_logical_constraint(out_BxLxHxK, activation_axes)
 
 
