@@ -1,13 +1,14 @@
 """`grover <stage> ...`: parse arguments, call one stage function, turn bad input into one line."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import ml_collections
 
 from grover_jax.analysis import ANALYSES, AnalysisError
-from grover_jax.atomic_files import discard_unfinished_folders
+from grover_jax.atomic_files import discard_unfinished_folders, write_text
 from grover_jax.configuration import ConfigError, load_config, validate_config
 from grover_jax.data.next_kmer import NextKmerError
 from grover_jax.data.tasks import FinetuneError, TaskDataError
@@ -132,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     next_kmer.add_argument("--out", required=True, help="folder for next_kmer.json / next_kmer.md")
     next_kmer.add_argument("--config", default="next_kmer", help="configs/*.py file or bundled config name")
     next_kmer.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
+
+    mlm_eval = stages.add_parser("mlm-eval", help="masked-token fill-in on held-out sequence, every target [MASK]ed, "
+                                                  "beside the unigram and a fill-in n-gram on the same targets")
+    mlm_eval.add_argument("--checkpoint", required=True,
+                          help="pretraining run folder, HF BERT MLM folder, or a shipped model's name")
+    mlm_eval.add_argument("--store", help="token store built with the model's tokenizer (default: the run's)")
+    mlm_eval.add_argument("--split", default="test", help="split scored (the n-gram counts the train split)")
+    mlm_eval.add_argument("--windows", type=int, default=256, help="windows scored per mask rate")
+    mlm_eval.add_argument("--out", help="write the rows as JSON here")
 
     select = stages.add_parser("select-vocab", help="GROVER's vocabulary selection: BPE cycles and k-mers compared "
                                                     "by next-k-mer accuracy (resumable)")
@@ -282,6 +292,15 @@ def main(argv: list[str] | None = None) -> int:
             from grover_jax.programs.next_kmer import run_next_kmer
 
             run_next_kmer(args.checkpoint, args.out, _config(args), args.store)
+        elif args.stage == "mlm-eval":
+            from grover_jax.programs.mlm_eval import evaluate_fill_in, rows_markdown
+
+            if args.windows < 1:
+                raise ConfigError(f"--windows {args.windows}: must be >= 1")
+            rows = evaluate_fill_in(args.checkpoint, args.store, args.split, n_windows=args.windows)
+            print(rows_markdown(rows))
+            if args.out:
+                write_text(args.out, json.dumps(rows, indent=1))
         elif args.stage == "select-vocab":
             from grover_jax.programs.select_vocab import select_vocabulary
 

@@ -7,7 +7,12 @@ import pytest
 
 from grover_jax.evaluation.bootstrap import paired_bootstrap
 from grover_jax.evaluation.fill_in import (
-    CONTEXT_TOKENS, TOP_K, FillInNgram, fill_in_set, non_adjacent_positions, score_model,
+    CONTEXT_TOKENS,
+    TOP_K,
+    FillInNgram,
+    fill_in_set,
+    non_adjacent_positions,
+    score_model,
 )
 from grover_jax.store import TokenStore
 from grover_jax.tokenizer import MASK_ID, SPECIAL_TOKENS
