@@ -2,8 +2,9 @@
 
 Every program after pretraining (next-k-mer, fine-tuning, export, the Python API, analyses) starts
 from `load_pretrained(path)`, where `path` is a pretraining run folder (`grover pretrain --workdir`,
-holding config.json, tokenizer.json and checkpoints/) or its `checkpoints/` folder. Only the
-parameters are returned: optimizer moments stay on disk.
+holding config.json, tokenizer.json and checkpoints/), its `checkpoints/` folder, a HuggingFace
+BertForMaskedLM folder, or the name of a model shipped with the package (`bundled.MODELS`, e.g.
+"grover-small-hg19-chr20"). Only the parameters are returned: optimizer moments stay on disk.
 """
 
 import dataclasses
@@ -16,6 +17,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from grover_jax import bundled
+from grover_jax.interop.hf import masked_lm_from_hf, run_config_from_hf
 from grover_jax.model import BertConfig
 
 
@@ -43,7 +46,11 @@ class Pretrained:
 
 
 def run_folder(path: str | Path) -> Path:
-    """The run folder for a run folder or its checkpoints/ folder."""
+    """The folder holding tokenizer.json: a run folder for itself or its checkpoints/ folder, a
+    shipped model's folder for its name."""
+    shipped = bundled.model_folder(path)
+    if shipped is not None:
+        return shipped
     path = Path(path)
     if path.name == "checkpoints" and (path.parent / "config.json").exists():
         return path.parent
@@ -53,8 +60,16 @@ def run_folder(path: str | Path) -> Path:
 def load_pretrained(path: str | Path, step: int | Literal["best", "latest"] = "best") -> Pretrained:
     """Parameters of `step` ("best": lowest valid loss, falling back to the latest) on the host.
 
-    Raises PretrainedError with one line naming what is missing.
+    Raises PretrainedError with one line naming what is missing. An HF folder or a shipped model
+    has one set of parameters: `step` is not used, and the step reported is 0.
     """
+    hf_dir = bundled.model_folder(path) or (Path(path) if _is_hf_folder(Path(path)) else None)
+    if hf_dir is not None:
+        params, model_config = masked_lm_from_hf(hf_dir)
+        config = run_config_from_hf(model_config)
+        config.data.store = ""
+        return Pretrained(params=params, model_config=model_config, config=config,
+                          tokenizer_path=hf_dir / "tokenizer.json", step=0, run_dir=hf_dir)
     run_dir = run_folder(path)
     for required in ("config.json", "tokenizer.json", "checkpoints"):
         if not (run_dir / required).exists():
@@ -84,3 +99,12 @@ def load_pretrained(path: str | Path, step: int | Literal["best", "latest"] = "b
     params = jax.tree.map(lambda x: jax.device_get(x), params)
     return Pretrained(params=params, model_config=model_config, config=config,
                       tokenizer_path=run_dir / "tokenizer.json", step=chosen, run_dir=run_dir)
+
+
+def _is_hf_folder(path: Path) -> bool:
+    """An HF model folder: its config.json names a `model_type` (a run folder's config does not)."""
+    config = path / "config.json"
+    try:
+        return config.exists() and "model_type" in json.loads(config.read_text())
+    except (json.JSONDecodeError, TypeError):
+        return False

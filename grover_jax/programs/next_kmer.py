@@ -24,8 +24,14 @@ from tqdm.auto import tqdm
 
 from grover_jax.atomic_files import write_text
 from grover_jax.data.next_kmer import (
-    MarkovNextKmer, NextKmerExamples, contig_base_codes, majority_class, sample_examples, tokenize_inputs,
+    MarkovNextKmer,
+    NextKmerExamples,
+    contig_base_codes,
+    majority_class,
+    sample_examples,
+    tokenize_inputs,
 )
+from grover_jax.evaluation.bootstrap import paired_bootstrap
 from grover_jax.model import make_classifier
 from grover_jax.parallel import make_mesh
 from grover_jax.parallel.rules import batch_sharding, replicated
@@ -159,13 +165,22 @@ def fine_tune_k(pretrained: Pretrained, data: NextKmerData, k: int, config: ml_c
     order_k = config.next_kmer.markov_order or k
     markov = MarkovNextKmer(data.train_contigs, order_k, k)
     test_labels = labels["test"]
+    correct = {"model": test_predictions == test_labels,
+               "majority class": test_labels == majority_class(labels["train"]),
+               "Markov": markov.predict(data.examples["test"].input_codes) == test_labels}
+    best_baseline = max(("majority class", "Markov"), key=lambda name: correct[name].mean())
+    # Paired over the same test examples: the interval is of the difference, not of two accuracies.
+    difference = paired_bootstrap(correct["model"], correct[best_baseline], seed=config.seed)
     return {
         "k": k,
         "classes": 4**k,
-        "accuracy": float(np.mean(test_predictions == test_labels)),
-        "majority_accuracy": float(np.mean(test_labels == majority_class(labels["train"]))),
-        "markov_accuracy": float(np.mean(markov.predict(data.examples["test"].input_codes) == test_labels)),
+        "accuracy": float(correct["model"].mean()),
+        "majority_accuracy": float(correct["majority class"].mean()),
+        "markov_accuracy": float(correct["Markov"].mean()),
         "markov_order": order_k,
+        "best_baseline": best_baseline,
+        "model_minus_best_baseline": difference["difference"],
+        "model_minus_best_baseline_ci": [difference["low"], difference["high"]],
         "chance": 4.0**-k,
         "valid_accuracy": best["valid_accuracy"],
         "best_step": best["step"],
@@ -177,12 +192,15 @@ def fine_tune_k(pretrained: Pretrained, data: NextKmerData, k: int, config: ml_c
 
 def results_markdown(rows: list[dict], title: str) -> str:
     lines = [f"### {title}", "",
-             "| k | classes | model | majority class | Markov (order) | chance | best step | n test |",
-             "|---|---|---|---|---|---|---|---|"]
+             ("| k | classes | model | majority class | Markov (order) | model − best baseline [95 % CI] "
+              "| chance | best step | n train | n test |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        low, high = r["model_minus_best_baseline_ci"]
         lines.append(f"| {r['k']} | {r['classes']} | {r['accuracy']:.4f} | {r['majority_accuracy']:.4f} | "
-                     f"{r['markov_accuracy']:.4f} ({r['markov_order']}) | {r['chance']:.5f} | {r['best_step']} | "
-                     f"{r['n_test']} |")
+                     f"{r['markov_accuracy']:.4f} ({r['markov_order']}) | {r['model_minus_best_baseline']:+.4f} "
+                     f"[{low:+.4f}, {high:+.4f}] ({r['best_baseline']}) | {r['chance']:.5f} | {r['best_step']} | "
+                     f"{r['n_train']} | {r['n_test']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,359 @@
+"""Regenerate RESULTS.md's generated sections, CSVs and PNGs from scratch, part by part.
+
+    python scripts/reproduce.py --scale laptop                       # bundled 5 Mb slice, <= 30 min on 2 cores
+    python scripts/reproduce.py --scale chromosome --fasta hg19_chr20.fa.gz   # whole chr20, ~2.5 h
+    python scripts/reproduce.py --scale chromosome --fasta ... --only mlm     # one part
+
+The chromosome's FASTA comes from `grover data fetch hg19 --chromosomes chr20 --out genome/`.
+Parts, in order (each depends only on earlier ones):
+    sanity     the tiny encoder must fill in tandem copies of real sequence; nothing else runs if not
+    pilot      (chromosome) shapes of configs/small.py trained for the same CPU time, compared on
+               held-out fill-in accuracy
+    pretrain   the scale's model: `tiny` on the bundled slice, `small` on chr20 (resumes exactly)
+    mlm        fill-in on the test split, every target [MASK]ed, at 2.2 % and 15 %, beside the
+               unigram and the fill-in n-gram on the same targets, paired bootstrap intervals
+    next_kmer  GROVER's next-k-mer task (k = 2..6) on held-out sequence beside the majority class and an
+               order-10 Markov model on the same examples, paired bootstrap intervals
+    ship       (chromosome) the best checkpoint as an HF folder, float16, with its model card; with
+               --ship it replaces the package's grover_jax/resources/models/grover-small-hg19-chr20
+A part whose result.json exists is read back, not redone (pretraining resumes where it stopped), so
+re-running the command after an interruption continues. Everything lands in --workdir; RESULTS.md's
+sections between `<!-- reproduce:<scale>:<part> -->` markers are rewritten, the rest is kept.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from grover_jax import bundled
+from grover_jax.atomic_files import atomic_output, save_figure, write_text
+from grover_jax.configuration import load_config
+from grover_jax.evaluation.fill_in import FillInNgram, fill_in_set, score_model
+from grover_jax.interop import hf
+from grover_jax.interop.model_card import masked_lm_card, read_config, write_card
+from grover_jax.pretrained import load_pretrained
+from grover_jax.programs.copy_sanity import run_copy_sanity
+from grover_jax.programs.mlm_eval import evaluate_fill_in, masked_lm_logits_fn, rows_markdown
+from grover_jax.programs.next_kmer import results_markdown, run_next_kmer
+from grover_jax.programs.pretrain import pretrain
+from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
+from grover_jax.store import StoreError, TokenStore
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("sanity", "pilot", "pretrain", "mlm", "ship", "next_kmer")
+# The chromosome-scale model, shipped inside the package (bundled.MODELS).
+SHIPPED_NAME = "grover-small-hg19-chr20"
+
+# The sanity gate (the same for every real scale): steps of the tiny encoder on tandem copies, and the
+# held-out fill-in top-1 it must reach.
+SANITY = {"sanity_steps": 2000, "sanity_min_top1": 0.9}
+SCALES = {
+    "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY,
+               "next_kmer": {"examples": (16_000, 1_000, 4_000), "steps": 300, "ks": (2, 3, 4, 5, 6)}},
+    "chromosome": {"config": "small", "steps": None, "pilot": {"4x256": 150, "6x384": 50}, "mlm_windows": 512,
+                   **SANITY,
+                   # GROVER: 500,000 examples of 50 nt; at least 100,000 train and 20,000 test here.
+                   "next_kmer": {"examples": (100_000, 5_000, 20_000), "steps": 400, "ks": (2, 3, 4, 5, 6)}},
+    # A few-minute end-to-end run of every part, for the tests (its numbers mean nothing). Its gate
+    # is 0: twenty steps learn nothing, and the gate's rule is tested by itself.
+    "smoke": {"config": "tiny", "steps": 20, "pilot": {"4x256": 4, "6x384": 2}, "mlm_windows": 16,
+              "sanity_steps": 20, "sanity_min_top1": 0.0,
+              "next_kmer": {"examples": (512, 64, 128), "steps": 4, "ks": (2,)}},
+}
+
+
+def machine() -> dict:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count()}
+
+
+def commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=False).stdout.strip()
+        return head + ("+uncommitted" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(command: str, seeds: list[int]) -> dict:
+    return {"commit": commit(), "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            **machine(), "seeds": seeds, "command": command}
+
+
+def provenance_line(p: dict) -> str:
+    return (f"commit `{p['commit']}`, {p['date']}, {p['cpu']} ({p['cores']} cores), seeds {p['seeds']}, "
+            f"seconds {p.get('seconds', 0):,.0f}; command: `{p['command']}`")
+
+
+class Reproduction:
+    def __init__(self, scale: str, workdir: Path, fasta: str | None, command: str):
+        self.scale, self.settings = scale, SCALES[scale]
+        self.root, self.workdir, self.fasta, self.command = workdir, workdir / scale, fasta, command
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    # --- data -------------------------------------------------------------------------------------
+    def genome(self) -> tuple[list[str] | None, str]:
+        if self.scale == "chromosome":
+            return [self.fasta], load_config("small").genome.splits
+        return None, bundled.SPLIT_SPEC
+
+    def store(self) -> Path:
+        store_dir = self.workdir / "store"
+        try:
+            TokenStore(store_dir)
+            return store_dir
+        except StoreError:
+            pass
+        fasta, splits = self.genome()
+        learn_vocabulary(fasta, self.workdir / "vocab", 600, splits, progress=False)
+        return build_token_store(fasta, self.workdir / "vocab" / "tokenizer.json", store_dir, splits,
+                                 overwrite=True, progress=False)
+
+    def pretrain_config(self, shape: str | None = None):
+        name = self.settings["config"] + (f":{shape}" if shape else "")
+        config = load_config(name)
+        if self.settings["steps"]:
+            config.train.num_steps = self.settings["steps"]
+            config.train.warmup_steps = min(config.train.warmup_steps, config.train.num_steps // 10)
+            config.train.eval_every = config.train.checkpoint_every = config.train.num_steps
+        return name, config
+
+    # --- parts ------------------------------------------------------------------------------------
+    def run(self, part: str) -> dict:
+        out = self.part_dir(part) / "result.json"
+        if out.exists():
+            return json.loads(out.read_text())
+        started = time.time()
+        result = getattr(self, f"part_{part}")()
+        if result is None:
+            return {}
+        result["provenance"] = provenance(self.command, result.pop("seeds", [0]))
+        result["provenance"]["seconds"] = time.time() - started
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text(out, json.dumps(result, indent=1))
+        return result
+
+    def part_dir(self, part: str) -> Path:
+        # One sanity gate serves the laptop and chromosome scales (the same tiny encoder and data).
+        return self.root / part if marker(self.scale, part) == part else self.workdir / part
+
+    def part_sanity(self) -> dict:
+        result = run_copy_sanity(self.part_dir("sanity") / "run", num_steps=self.settings["sanity_steps"])
+        result["min_top1"] = self.settings["sanity_min_top1"]
+        result["passed"] = result["model_top1"] >= result["min_top1"]
+        return result
+
+    def part_pilot(self) -> dict | None:
+        shapes = self.settings["pilot"]
+        if not shapes:
+            return None
+        store = self.store()
+        # Same windows and targets for every shape: 254-token windows of valid, 15 %.
+        fill = fill_in_set(TokenStore(store), "valid", 256, 0.15, self.settings["mlm_windows"])
+        rows = [{"shape": "fill-in n-gram (train counts)",
+                 **{f"valid_{k}": v for k, v in FillInNgram(TokenStore(store), "train").score(fill).summary().items()}}]
+        for shape, steps in shapes.items():
+            config = load_config(f"small:{shape}")
+            config.train.num_steps = steps
+            config.train.warmup_steps = max(1, steps // 10)
+            config.train.eval_every = config.train.checkpoint_every = steps
+            run_dir = self.workdir / "pilot" / shape
+            started = time.time()
+            pretrain(config, run_dir, store, progress=False)
+            seconds = time.time() - started
+            pretrained = load_pretrained(run_dir, "latest")
+            scores = score_model(masked_lm_logits_fn(pretrained), fill)
+            tokens = steps * config.train.batch_size * config.data.seq_len
+            rows.append({"shape": shape, "layers": config.model.num_layers, "hidden": config.model.hidden_size,
+                         "seq_len": config.data.seq_len, "batch": config.train.batch_size,
+                         "learning_rate": config.train.learning_rate, "steps": steps, "tokens": tokens,
+                         "train_seconds": seconds, **{f"valid_{k}": v for k, v in scores.summary().items()}})
+        return {"rows": rows}
+
+    def part_pretrain(self) -> dict:
+        name, config = self.pretrain_config()
+        run_dir = self.workdir / "pretrain"
+        started = time.time()
+        final = pretrain(config, run_dir, self.store(), progress=False)
+        store = TokenStore(self.workdir / "store")
+        n_train = sum(c["n_tokens"] for c in store.split_contigs("train"))
+        tokens = config.train.num_steps * config.train.batch_size * config.data.seq_len
+        plot_curves(run_dir / "metrics.jsonl", self.workdir / "pretrain_curves.png", f"{name} on {self.scale}")
+        return {"config": name, "steps": config.train.num_steps, "tokens_seen": tokens,
+                "train_tokens": n_train, "epochs": tokens / n_train, "valid_80_10_10": final["valid"],
+                "seconds_this_call": time.time() - started, "seeds": [config.seed]}
+
+    def part_ship(self) -> dict | None:
+        if self.scale == "laptop":
+            return None
+        pretrained = load_pretrained(self.workdir / "pretrain")
+        out = self.workdir / "ship" / SHIPPED_NAME
+        hf.export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path, out,
+                            overwrite=True)
+        tensors = load_file(out / hf.MODEL_FILE)
+        save_file({k: v.astype(np.float16) for k, v in tensors.items()}, out / hf.MODEL_FILE)
+        pretrain_result = json.loads((self.workdir / "pretrain" / "result.json").read_text())
+        mlm_result = json.loads((self.workdir / "mlm" / "result.json").read_text())
+        card = masked_lm_card(
+            SHIPPED_NAME, read_config(out),
+            training=section(self.scale, "pretrain", pretrain_result).split("![")[0].strip()
+            + f"\n\nGenome: hg19 chr20, regions held out: `{load_config('small').genome.splits}`; the rest train.",
+            held_out=("Test regions, every target [MASK]ed (no two adjacent), beside a fill-in n-gram "
+                      "counted on the train regions, on the same targets:\n\n" + section(self.scale, "mlm", mlm_result)),
+            how_made=f"`{self.command}` at commit `{commit()}` (pretraining step {pretrained.step}).")
+        write_card(out, card)
+        size = sum(f.stat().st_size for f in out.iterdir())
+        return {"folder": str(out), "bytes": size, "step": pretrained.step}
+
+    def part_next_kmer(self) -> dict:
+        config = load_config("next_kmer")
+        nk = config.next_kmer
+        nk.n_train, nk.n_valid, nk.n_test = self.settings["next_kmer"]["examples"]
+        nk.ks = self.settings["next_kmer"]["ks"]
+        config.train.num_steps = self.settings["next_kmer"]["steps"]
+        config.train.warmup_steps = max(1, config.train.num_steps // 10)
+        config.train.eval_every = max(1, config.train.num_steps // 2)
+        rows = run_next_kmer(self.workdir / "pretrain", self.workdir / "next_kmer", config,
+                             self.workdir / "store", progress=False)
+        return {"rows": rows, "seeds": [config.seed]}
+
+    def part_mlm(self) -> dict:
+        rows = evaluate_fill_in(self.workdir / "pretrain", self.workdir / "store", "test",
+                                n_windows=self.settings["mlm_windows"])
+        return {"rows": rows}
+
+
+# --- figures and markdown -------------------------------------------------------------------------
+def plot_curves(metrics_path: Path, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for kind, style in (("train", "-"), ("valid", "o-")):
+        steps = [d["step"] for d in lines if d["kind"] == kind]
+        loss_axis.plot(steps, [d["loss"] for d in lines if d["kind"] == kind], style, label=kind)
+        accuracy_axis.plot(steps, [d["accuracy"] for d in lines if d["kind"] == kind], style, label=kind)
+    loss_axis.set(xlabel="step", ylabel="masked-token cross-entropy (nats)", title="loss")
+    accuracy_axis.set(xlabel="step", ylabel="top-1 at targets (80/10/10 rule)", title="masked-token accuracy")
+    for axis in (loss_axis, accuracy_axis):
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    with atomic_output(out.with_suffix(".svg")) as temporary:
+        figure.savefig(temporary)
+    save_figure(figure, out)
+
+
+def section(scale: str, part: str, result: dict) -> str:
+    p = result.get("provenance", {})
+    head = f"Reproduced by: {provenance_line(p)}\n\n" if p else ""
+    if part == "sanity":
+        verdict = "passed" if result["passed"] else "FAILED"
+        return head + (
+            f"Tandem copies of real sequence (held-out order), 15 % targets all [MASK]ed: the tiny encoder "
+            f"fills in **{result['model_top1']:.3f}** of {result['n_targets']} targets (gate: ≥ {result['min_top1']}, "
+            f"{verdict}); the fill-in n-gram {result['ngram_top1']:.3f}.\n")
+    if part == "pilot":
+        lines = ["| shape | layers × width | window | batch | lr | steps | tokens seen | train s | valid fill-in top-1 (15 %) | top-10 | perplexity |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in result["rows"]:
+            if "layers" not in r:
+                lines.append(f"| {r['shape']} | | | | | | | | {r['valid_top1']:.4f} | {r['valid_top10']:.4f} | |")
+                continue
+            lines.append(f"| {r['shape']} | {r['layers']} × {r['hidden']} | {r['seq_len']} | {r['batch']} | "
+                         f"{r['learning_rate']:g} | {r['steps']:,} | {r['tokens']:,} | {r['train_seconds']:,.0f} | "
+                         f"{r['valid_top1']:.4f} | {r['valid_top10']:.4f} | {r['valid_perplexity']:.1f} |")
+        return head + "\n".join(lines) + "\n"
+    if part == "pretrain":
+        v = result["valid_80_10_10"]
+        return head + (
+            f"`{result['config']}`: {result['steps']:,} steps, {result['tokens_seen']:,} tokens seen "
+            f"({result['epochs']:.2f} epochs of the {result['train_tokens']:,} train tokens). Valid at the end, "
+            f"with BERT's 80/10/10 rule (a tenth of targets visible, so not a fill-in score): loss {v['loss']:.3f}, "
+            f"accuracy {v['accuracy']:.4f}, perplexity {v['perplexity']:.1f}.\n\n"
+            f"![pretraining curves](docs/results/{scale}_pretrain_curves.png)\n")
+    if part == "next_kmer":
+        return head + results_markdown(result["rows"], "Next-k-mer accuracy on the test split").split("\n", 2)[2]
+    if part == "ship":
+        return head + f"{SHIPPED_NAME}: HF folder of step {result['step']:,}, {result['bytes'] / 1e6:.1f} MB.\n"
+    if part == "mlm":
+        return head + rows_markdown(result["rows"]) + "\n"
+    raise ValueError(part)
+
+
+def marker(scale: str, part: str) -> str:
+    return part if part == "sanity" and scale != "smoke" else f"{scale}:{part}"
+
+
+def write_results_md(path: Path, scale: str, part: str, text: str) -> None:
+    name = marker(scale, part)
+    begin, end = f"<!-- reproduce:{name} -->", f"<!-- /reproduce:{name} -->"
+    current = path.read_text() if path.exists() else "# Results\n"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in current and end in current:
+        before, rest = current.split(begin, 1)
+        current = before + block + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip() + f"\n\n### {name}\n\n{block}\n"
+    write_text(path, current)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="laptop")
+    parser.add_argument("--fasta", help="chromosome scale: hg19 chr20 FASTA (grover data fetch hg19 --chromosomes chr20)")
+    parser.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
+    parser.add_argument("--workdir", default=str(ROOT / "runs" / "reproduce"))
+    parser.add_argument("--results", default=str(ROOT / "RESULTS.md"), help="the Markdown file to update")
+    parser.add_argument("--ship", action="store_true",
+                        help="chromosome: put the exported model into the package (a new version of the recipe)")
+    args = parser.parse_args(argv)
+    if args.scale == "chromosome" and not args.fasta:
+        parser.error("--scale chromosome needs --fasta (hg19 chr20: grover data fetch hg19 --chromosomes chr20)")
+    command = "python scripts/reproduce.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    reproduction = Reproduction(args.scale, Path(args.workdir), args.fasta, command)
+    figures = Path(args.results).parent / "docs" / "results"
+    for part in args.only or PARTS:
+        result = reproduction.run(part)
+        if not result:
+            continue
+        write_results_md(Path(args.results), args.scale, part, section(args.scale, part, result))
+        if part == "sanity" and not result["passed"]:
+            print(f"sanity: the encoder filled in {result['model_top1']:.3f} of tandem copies (< {result['min_top1']}): "
+                  "something is broken; no experiment runs", file=sys.stderr)
+            return 1
+        if part == "pretrain":
+            figures.mkdir(parents=True, exist_ok=True)
+            source = reproduction.workdir / "pretrain_curves.png"
+            (figures / f"{args.scale}_pretrain_curves.png").write_bytes(source.read_bytes())
+        if part == "ship" and args.ship and args.scale == "chromosome":
+            target = bundled.MODELS[SHIPPED_NAME]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(result["folder"], target)
+            print(f"shipped {SHIPPED_NAME} -> {target}")
+        print(f"{args.scale}: {part} done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""scripts/reproduce.py end to end on its smoke scale (the bundled slice, a few steps per part), so the
+command that regenerates RESULTS.md cannot rot; and the sanity gate's rule."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_scale_writes_every_section_and_resumes(tmp_path):
+    reproduce = load_script()
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\nHand-written text stays.\n")
+    assert reproduce.main(["--scale", "smoke", "--workdir", str(tmp_path / "work"), "--results", str(results)]) == 0
+    text = results.read_text()
+    assert "Hand-written text stays." in text
+    for part in reproduce.PARTS:
+        assert f"<!-- reproduce:smoke:{part} -->" in text and f"<!-- /reproduce:smoke:{part} -->" in text
+        result = json.loads((tmp_path / "work" / "smoke" / part / "result.json").read_text())
+        provenance = result["provenance"]
+        assert provenance["commit"] and provenance["cpu"] is not None and provenance["cores"] >= 1
+        assert "--scale smoke" in provenance["command"]
+    mlm = json.loads((tmp_path / "work" / "smoke" / "mlm" / "result.json").read_text())
+    assert [row["mask_rate"] for row in mlm["rows"]] == [0.022, 0.15]
+    for row in mlm["rows"]:
+        assert row["model_minus_ngram_top1_low"] <= row["model_minus_ngram_top1"] <= row["model_minus_ngram_top1_high"]
+    assert (tmp_path / "docs" / "results" / "smoke_pretrain_curves.png").stat().st_size > 0
+    assert (tmp_path / "work" / "smoke" / "pretrain_curves.svg").stat().st_size > 0
+
+    # A second run reads every finished part back: same results, nothing retrained.
+    stamps = {p: (tmp_path / "work" / "smoke" / p / "result.json").stat().st_mtime_ns for p in reproduce.PARTS}
+    assert reproduce.main(["--scale", "smoke", "--workdir", str(tmp_path / "work"), "--results", str(results)]) == 0
+    assert stamps == {p: (tmp_path / "work" / "smoke" / p / "result.json").stat().st_mtime_ns for p in reproduce.PARTS}
+    assert results.read_text().count("<!-- reproduce:smoke:mlm -->") == 1
+
+
+def test_a_failed_sanity_gate_stops_every_later_part(tmp_path):
+    reproduce = load_script()
+    failed = tmp_path / "work" / "smoke" / "sanity" / "result.json"
+    failed.parent.mkdir(parents=True)
+    failed.write_text(json.dumps({"model_top1": 0.2, "ngram_top1": 0.9, "n_targets": 10, "min_top1": 0.9,
+                                  "passed": False, "mean_nll": 2.0}))
+    results = tmp_path / "RESULTS.md"
+    assert reproduce.main(["--scale", "smoke", "--workdir", str(tmp_path / "work"), "--results", str(results)]) == 1
+    assert "FAILED" in results.read_text()
+    assert not (tmp_path / "work" / "smoke" / "pretrain").exists()
+
+
+@pytest.mark.parametrize("scale", ["chromosome"])
+def test_chromosome_scale_needs_its_fasta(scale, capsys):
+    with pytest.raises(SystemExit):
+        load_script().main(["--scale", scale])
+    assert "--fasta" in capsys.readouterr().err
