@@ -22,11 +22,12 @@ checking they are tied), `bert.pooler.*` (HF drops it too), the NSP head `cls.se
 of BertForPreTraining checkpoints, and the `position_ids` buffer older transformers versions saved.
 """
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -147,26 +148,39 @@ def _normalised_keys(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 # HF config.json ↔ BertConfig.
 
 
+class HfConfigKey(NamedTuple):
+    key: str  # in config.json
+    field: str | None = None  # the BertConfig field it carries; None: a value this BERT always has
+    fixed: Any = None  # that value
+    optional: bool = False  # an imported config.json may omit it: BertConfig's default (HF's too) stands
+
+
+# The one table between BertConfig and HF: config.json's keys in the order an export writes them.
+HF_CONFIG = (
+    HfConfigKey("vocab_size", "vocab_size"),
+    HfConfigKey("hidden_size", "hidden_size"),
+    HfConfigKey("num_hidden_layers", "num_layers"),
+    HfConfigKey("num_attention_heads", "num_heads"),
+    HfConfigKey("intermediate_size", "intermediate_size"),
+    HfConfigKey("hidden_act", fixed="gelu"),
+    HfConfigKey("hidden_dropout_prob", "hidden_dropout", optional=True),
+    HfConfigKey("attention_probs_dropout_prob", "attention_dropout", optional=True),
+    HfConfigKey("max_position_embeddings", "max_position_embeddings"),
+    HfConfigKey("type_vocab_size", "type_vocab_size", optional=True),
+    HfConfigKey("initializer_range", "initializer_range", optional=True),
+    HfConfigKey("layer_norm_eps", "layer_norm_eps", optional=True),
+    HfConfigKey("pad_token_id", fixed=PAD_ID),
+    HfConfigKey("position_embedding_type", fixed="absolute"),
+    HfConfigKey("tie_word_embeddings", fixed=True),
+    HfConfigKey("dtype", fixed="float32"),
+)
+
+
 def hf_config(cfg: BertConfig, architecture: str, **extra: Any) -> dict[str, Any]:
     return {
         "architectures": [architecture],
         "model_type": "bert",
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.hidden_size,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "intermediate_size": cfg.intermediate_size,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": cfg.hidden_dropout,
-        "attention_probs_dropout_prob": cfg.attention_dropout,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "type_vocab_size": cfg.type_vocab_size,
-        "initializer_range": cfg.initializer_range,
-        "layer_norm_eps": cfg.layer_norm_eps,
-        "pad_token_id": PAD_ID,
-        "position_embedding_type": "absolute",
-        "tie_word_embeddings": True,
-        "dtype": "float32",
+        **{row.key: row.fixed if row.field is None else getattr(cfg, row.field) for row in HF_CONFIG},
         **extra,
     }
 
@@ -186,40 +200,27 @@ def model_config_from_hf(config: dict[str, Any], where: str = "config.json") -> 
             raise HfConversionError(f"{where}: {field}={config[field]!r} is not supported (only {allowed[0]!r})")
     if config.get("tie_word_embeddings", True) is False:
         raise HfConversionError(f"{where}: tie_word_embeddings=false is not supported (the MLM decoder is tied)")
-    try:
-        return BertConfig(
-            vocab_size=int(config["vocab_size"]),
-            hidden_size=int(config["hidden_size"]),
-            num_layers=int(config["num_hidden_layers"]),
-            num_heads=int(config["num_attention_heads"]),
-            intermediate_size=int(config["intermediate_size"]),
-            max_position_embeddings=int(config["max_position_embeddings"]),
-            type_vocab_size=int(config.get("type_vocab_size", 2)),
-            hidden_dropout=float(config.get("hidden_dropout_prob", 0.1)),
-            attention_dropout=float(config.get("attention_probs_dropout_prob", 0.1)),
-            layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
-            initializer_range=float(config.get("initializer_range", 0.02)),
-        )
-    except KeyError as error:
-        raise HfConversionError(f"{where}: missing field {error.args[0]}") from None
+    field_type = {field.name: field.type for field in dataclasses.fields(BertConfig)}
+    values = {}
+    for row in HF_CONFIG:
+        if row.field is None:
+            continue
+        if row.key in config:
+            values[row.field] = field_type[row.field](config[row.key])
+        elif not row.optional:
+            raise HfConversionError(f"{where}: missing field {row.key}")
+    return BertConfig(**values)
 
 
 def run_config_from_hf(cfg: BertConfig) -> ml_collections.ConfigDict:
-    """The project's run config (configs/grover_base.py) carrying an imported model's fields."""
+    """The project's run config (configs/grover_base.py) carrying an imported model's fields: each
+    of the table's fields that the run config's `model` section has."""
     from configs import grover_base
 
     config = grover_base.get_config()
-    model = config.model
-    model.vocab_size = cfg.vocab_size
-    model.hidden_size = cfg.hidden_size
-    model.num_layers = cfg.num_layers
-    model.num_heads = cfg.num_heads
-    model.intermediate_size = cfg.intermediate_size
-    model.max_position_embeddings = cfg.max_position_embeddings
-    model.hidden_dropout = cfg.hidden_dropout
-    model.attention_dropout = cfg.attention_dropout
-    model.layer_norm_eps = cfg.layer_norm_eps
-    model.initializer_range = cfg.initializer_range
+    for row in HF_CONFIG:
+        if row.field is not None and row.field in config.model:
+            config.model[row.field] = getattr(cfg, row.field)
     config.data.seq_len = min(config.data.seq_len, cfg.max_position_embeddings)
     return config
 

@@ -56,20 +56,9 @@ class BertConfig:
 
     @classmethod
     def from_config(cls, model_cfg: ml_collections.ConfigDict, vocab_size: int = 0) -> "BertConfig":
-        """`config.model` with the tokenizer's `vocab_size` (0: use model_cfg.vocab_size)."""
-        return cls(
-            vocab_size=vocab_size or model_cfg.vocab_size,
-            hidden_size=model_cfg.hidden_size,
-            num_layers=model_cfg.num_layers,
-            num_heads=model_cfg.num_heads,
-            intermediate_size=model_cfg.intermediate_size,
-            max_position_embeddings=model_cfg.max_position_embeddings,
-            hidden_dropout=model_cfg.hidden_dropout,
-            attention_dropout=model_cfg.attention_dropout,
-            layer_norm_eps=model_cfg.layer_norm_eps,
-            initializer_range=model_cfg.initializer_range,
-            compute_dtype=model_cfg.compute_dtype,
-            remat=model_cfg.remat,
-            attention_implementation=model_cfg.get("attention_implementation", "auto"),
-            dropout_rng=model_cfg.get("dropout_rng", "hash"),
-        )
+        """`config.model` with the tokenizer's `vocab_size` (0: use model_cfg.vocab_size). Every
+        field is read by its name; one that `config.model` lacks (a run config written before the
+        field existed) keeps its default, and keys that are no field here are someone else's."""
+        values = {field.name: model_cfg[field.name] for field in dataclasses.fields(cls) if field.name in model_cfg}
+        values["vocab_size"] = vocab_size or model_cfg.vocab_size
+        return cls(**values)
