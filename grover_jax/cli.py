@@ -1,6 +1,7 @@
 """`grover <stage> ...`: parse arguments, call one stage function, turn bad input into one line."""
 
 import argparse
+import importlib.metadata
 import json
 import sys
 from pathlib import Path
@@ -47,7 +48,14 @@ def _add_genome_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grover", description="GROVER-style DNA language models in JAX")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     stages = parser.add_subparsers(dest="stage", required=True)
+
+    config_command = stages.add_parser("config", help="configs: `grover config show NAME_OR_FILE` prints every field")
+    config_actions = config_command.add_subparsers(dest="config_command", required=True)
+    show = config_actions.add_parser("show", help="every field of a config and its value (what --set accepts)")
+    show.add_argument("config", help="bundled config name (tiny, small, grover_base, finetune, ...) or configs/*.py")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
 
     bpe = stages.add_parser("bpe", help="learn a BPE vocabulary in GROVER cycles -> tokenizer.json")
     _add_genome_args(bpe)
@@ -205,6 +213,23 @@ def _check_sizes(args: argparse.Namespace) -> None:
         raise ConfigError(f"--k {' '.join(map(str, args.k))}: every k must be >= 1")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("grover-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _flat_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[tuple[str, object]]:
+    fields = []
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            fields += _flat_fields(value, f"{prefix}{key}.")
+        else:
+            fields.append((f"{prefix}{key}", value))
+    return fields
+
+
 def _config(args: argparse.Namespace) -> ml_collections.ConfigDict:
     """The stage's config with its --set overrides, refused before any work if a value is unusable."""
     config = load_config(args.config, args.overrides)
@@ -292,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
             from grover_jax.programs.next_kmer import run_next_kmer
 
             run_next_kmer(args.checkpoint, args.out, _config(args), args.store)
+        elif args.stage == "config":
+            config = load_config(args.config, args.overrides)
+            for name, value in _flat_fields(config):
+                print(f"{name} = {value!r}")
         elif args.stage == "mlm-eval":
             from grover_jax.programs.mlm_eval import evaluate_fill_in, rows_markdown
 

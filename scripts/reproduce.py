@@ -56,7 +56,7 @@ SHIPPED_NAME = "grover-small-hg19-chr20"
 
 # The sanity gate (the same for every real scale): steps of the tiny encoder on tandem copies, and the
 # held-out fill-in top-1 it must reach.
-SANITY = {"sanity_steps": 2000, "sanity_min_top1": 0.9}
+SANITY = {"sanity_steps": 5000, "sanity_min_top1": 0.9}
 SCALES = {
     "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY,
                "next_kmer": {"examples": (16_000, 1_000, 4_000), "steps": 300, "ks": (2, 3, 4, 5, 6)}},
