@@ -4,31 +4,21 @@ import argparse
 import importlib.metadata
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import ml_collections
 
-from grover_jax.analysis import ANALYSES, AnalysisError
+from grover_jax.analysis import ANALYSES
 from grover_jax.atomic_files import discard_unfinished_folders, write_text
 from grover_jax.configuration import ConfigError, load_config, validate_config
-from grover_jax.data.next_kmer import NextKmerError
-from grover_jax.data.tasks import FinetuneError, TaskDataError
-from grover_jax.genome import GenomeFormatError, SplitSpecError
-from grover_jax.genome.fetch import FetchError
+from grover_jax.errors import GroverError
 from grover_jax.host_memory import keep_freed_memory
 from grover_jax.interop.errors import HfConversionError
-from grover_jax.pretrained import PretrainedError
-from grover_jax.store import StoreBuildError, StoreError
-from grover_jax.tokenizer import TokenizerFileError
-from grover_jax.train.checkpoint import CheckpointMismatchError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    GenomeFormatError, SplitSpecError, TokenizerFileError, StoreError, StoreBuildError, ConfigError,
-    CheckpointMismatchError, FetchError,
-    HfConversionError, AnalysisError, PretrainedError, NextKmerError,
-    TaskDataError, FinetuneError,
-    FloatingPointError,  # a diverged run: pretraining names the step and the loss
-)
+# Bad input (every GroverError) and a diverged run (pretraining names the step and the loss): one
+# line, exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (GroverError, FloatingPointError)
 
 
 def _os_error_line(error: OSError) -> str:
@@ -269,6 +259,140 @@ def _convert(args: argparse.Namespace) -> None:
               else f"parity: max |PyTorch - Flax logits| = {difference:.3g} on real chr20 sequence")
 
 
+def _bpe(args: argparse.Namespace) -> None:
+    from grover_jax.programs.vocabulary import learn_vocabulary
+
+    learn_vocabulary(args.fasta, args.out, args.cycles, args.splits, args.learn_on, args.max_token_length,
+                     engine=args.engine)
+
+
+def _store(args: argparse.Namespace) -> None:
+    from grover_jax.programs.vocabulary import build_token_store
+
+    build_token_store(args.fasta, args.tokenizer, args.out, args.splits, args.overwrite,
+                      sharded=args.sharded, workers=args.workers)
+
+
+def _data(args: argparse.Namespace) -> None:
+    from grover_jax.genome.fetch import fetch_genome
+
+    chromosomes = [c.strip() for c in args.chromosomes.split(",") if c.strip()] if args.chromosomes else None
+    manifest = fetch_genome(args.source, args.out, chromosomes, progress=not args.quiet)
+    print(f"fetched: {manifest}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from grover_jax.programs.pretrain import pretrain
+
+    pretrain(_config(args), args.workdir, args.store, auto_distributed=args.distributed == "auto")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from grover_jax.programs.pipeline import run_pipeline
+
+    config = _config(args)
+    run_pipeline(args.workdir, args.fasta, args.splits, args.cycles, config, args.stop_after)
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    from grover_jax.analysis import run_analysis
+
+    options = {"repeats": {"repeats_bed": args.repeats}, "regions": {
+        "annotation_dir": args.annotation, "max_regions": args.max_regions,
+        "region_tokens": args.region_tokens}, "ambiguity": {"split": args.split, "n_windows": args.windows},
+    }.get(args.analysis, {})
+    csv_path = run_analysis(args.analysis, args.checkpoint, args.store, args.out,
+                            **{k: v for k, v in options.items() if v is not None})
+    print(f"analysis {args.analysis}: {csv_path} (and PNG plots in {args.out})")
+
+
+def _next_kmer(args: argparse.Namespace) -> None:
+    from grover_jax.programs.next_kmer import run_next_kmer
+
+    run_next_kmer(args.checkpoint, args.out, _config(args), args.store)
+
+
+def _show_config(args: argparse.Namespace) -> None:
+    config = load_config(args.config, args.overrides)
+    for name, value in _flat_fields(config):
+        print(f"{name} = {value!r}")
+
+
+def _mlm_eval(args: argparse.Namespace) -> None:
+    from grover_jax.programs.mlm_eval import evaluate_fill_in, rows_markdown
+
+    if args.windows < 1:
+        raise ConfigError(f"--windows {args.windows}: must be >= 1")
+    rows = evaluate_fill_in(args.checkpoint, args.store, args.split, n_windows=args.windows)
+    print(rows_markdown(rows))
+    if args.out:
+        write_text(args.out, json.dumps(rows, indent=1))
+
+
+def _select_vocab(args: argparse.Namespace) -> None:
+    from grover_jax.programs.select_vocab import select_vocabulary
+
+    select_vocabulary(args.workdir, _config(args), args.fasta, args.splits)
+
+
+def _finetune(args: argparse.Namespace) -> None:
+    from grover_jax.programs.finetune import finetune, task_overrides
+
+    config = _config(args)
+    task_overrides(config, args.task, args.fasta, args.annotation, args.bed)
+    finetune(config, args.checkpoint, args.out, baselines=args.baselines)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from grover_jax.programs.finetune import predict_regions
+
+    out = predict_regions(args.checkpoint, args.fasta, args.bed, args.out, args.scan, args.window,
+                          args.stride, args.batch_size)
+    print(f"predict: {out}")
+
+
+def _compile(args: argparse.Namespace) -> int | None:
+    from grover_jax.programs.compile import (
+        CompileSetupError,
+        StepDoesNotFitError,
+        compile_pretraining,
+    )
+
+    vocab_size = args.vocab_size
+    if args.tokenizer:
+        from grover_jax.tokenizer import load_tokenizer
+
+        vocab_size = load_tokenizer(args.tokenizer).vocab_size
+    try:
+        report = compile_pretraining(_config(args), args.topology, args.slices, vocab_size)
+    except (CompileSetupError, StepDoesNotFitError) as error:  # the slice cannot run it: exit code 1
+        print(f"grover: error: {error}", file=sys.stderr)
+        return 1
+    print(report.summary(args.mfu))
+    return None
+
+
+# One handler per stage: a new program adds its parser in build_parser and its line here.
+# A handler returns None (exit code 0) or its own exit code.
+STAGES: dict[str, Callable[[argparse.Namespace], int | None]] = {
+    "config": _show_config,
+    "bpe": _bpe,
+    "store": _store,
+    "data": _data,
+    "pretrain": _pretrain,
+    "run": _run,
+    "export-hf": _convert,
+    "import-hf": _convert,
+    "analyze": _analyze,
+    "next-kmer": _next_kmer,
+    "mlm-eval": _mlm_eval,
+    "select-vocab": _select_vocab,
+    "finetune": _finetune,
+    "predict": _predict,
+    "compile": _compile,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Before JAX starts its threads: reuse freed host memory instead of page-faulting it in
@@ -276,94 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         _check_sizes(args)
-        if args.stage == "bpe":
-            from grover_jax.programs.vocabulary import learn_vocabulary
-
-            learn_vocabulary(args.fasta, args.out, args.cycles, args.splits, args.learn_on, args.max_token_length,
-                             engine=args.engine)
-        elif args.stage == "store":
-            from grover_jax.programs.vocabulary import build_token_store
-
-            build_token_store(args.fasta, args.tokenizer, args.out, args.splits, args.overwrite,
-                              sharded=args.sharded, workers=args.workers)
-        elif args.stage == "data":
-            from grover_jax.genome.fetch import fetch_genome
-
-            chromosomes = [c.strip() for c in args.chromosomes.split(",") if c.strip()] if args.chromosomes else None
-            manifest = fetch_genome(args.source, args.out, chromosomes, progress=not args.quiet)
-            print(f"fetched: {manifest}")
-        elif args.stage == "pretrain":
-            from grover_jax.programs.pretrain import pretrain
-
-            pretrain(_config(args), args.workdir, args.store, auto_distributed=args.distributed == "auto")
-        elif args.stage == "run":
-            from grover_jax.programs.pipeline import run_pipeline
-
-            config = _config(args)
-            run_pipeline(args.workdir, args.fasta, args.splits, args.cycles, config, args.stop_after)
-        elif args.stage in ("export-hf", "import-hf"):
-            _convert(args)
-        elif args.stage == "analyze":
-            from grover_jax.analysis import run_analysis
-
-            options = {"repeats": {"repeats_bed": args.repeats}, "regions": {
-                "annotation_dir": args.annotation, "max_regions": args.max_regions,
-                "region_tokens": args.region_tokens}, "ambiguity": {"split": args.split, "n_windows": args.windows},
-            }.get(args.analysis, {})
-            csv_path = run_analysis(args.analysis, args.checkpoint, args.store, args.out,
-                                    **{k: v for k, v in options.items() if v is not None})
-            print(f"analysis {args.analysis}: {csv_path} (and PNG plots in {args.out})")
-        elif args.stage == "next-kmer":
-            from grover_jax.programs.next_kmer import run_next_kmer
-
-            run_next_kmer(args.checkpoint, args.out, _config(args), args.store)
-        elif args.stage == "config":
-            config = load_config(args.config, args.overrides)
-            for name, value in _flat_fields(config):
-                print(f"{name} = {value!r}")
-        elif args.stage == "mlm-eval":
-            from grover_jax.programs.mlm_eval import evaluate_fill_in, rows_markdown
-
-            if args.windows < 1:
-                raise ConfigError(f"--windows {args.windows}: must be >= 1")
-            rows = evaluate_fill_in(args.checkpoint, args.store, args.split, n_windows=args.windows)
-            print(rows_markdown(rows))
-            if args.out:
-                write_text(args.out, json.dumps(rows, indent=1))
-        elif args.stage == "select-vocab":
-            from grover_jax.programs.select_vocab import select_vocabulary
-
-            select_vocabulary(args.workdir, _config(args), args.fasta, args.splits)
-        elif args.stage == "finetune":
-            from grover_jax.programs.finetune import finetune, task_overrides
-
-            config = _config(args)
-            task_overrides(config, args.task, args.fasta, args.annotation, args.bed)
-            finetune(config, args.checkpoint, args.out, baselines=args.baselines)
-        elif args.stage == "predict":
-            from grover_jax.programs.finetune import predict_regions
-
-            out = predict_regions(args.checkpoint, args.fasta, args.bed, args.out, args.scan, args.window,
-                                  args.stride, args.batch_size)
-            print(f"predict: {out}")
-        elif args.stage == "compile":
-            from grover_jax.programs.compile import (
-                CompileSetupError,
-                StepDoesNotFitError,
-                compile_pretraining,
-            )
-
-            vocab_size = args.vocab_size
-            if args.tokenizer:
-                from grover_jax.tokenizer import load_tokenizer
-
-                vocab_size = load_tokenizer(args.tokenizer).vocab_size
-            try:
-                report = compile_pretraining(_config(args), args.topology, args.slices, vocab_size)
-            except (CompileSetupError, StepDoesNotFitError) as error:
-                print(f"grover: error: {error}", file=sys.stderr)
-                return 1
-            print(report.summary(args.mfu))
+        status = STAGES[args.stage](args)
     except USER_ERRORS as error:
         print(f"grover: error: {error}", file=sys.stderr)
         return 2
@@ -375,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         discard_unfinished_folders()
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import ml_collections
 
+from grover_jax.errors import GroverError
 
-class ConfigError(ValueError):
+
+class ConfigError(GroverError):
     pass
 
 

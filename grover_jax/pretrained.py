@@ -18,11 +18,12 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from grover_jax import bundled
+from grover_jax.errors import GroverError
 from grover_jax.interop.hf import masked_lm_from_hf, run_config_from_hf
 from grover_jax.model import BertConfig
 
 
-class PretrainedError(ValueError):
+class PretrainedError(GroverError):
     """A path that is not a usable pretraining run (missing files, no checkpoint)."""
 
 

@@ -19,13 +19,14 @@ import dataclasses
 
 import numpy as np
 
+from grover_jax.errors import GroverError
 from grover_jax.store import TokenStore
 from grover_jax.tokenizer import PAD_ID, GenomeTokenizer
 
 LETTERS = np.frombuffer(b"ACGT", dtype=np.uint8)
 
 
-class NextKmerError(ValueError):
+class NextKmerError(GroverError):
     """Examples that cannot be built as configured (a split too short, inputs longer than seq_len)."""
 
 

@@ -1,7 +1,9 @@
 """Errors a person can act on: each names the file and, where there is one, the line."""
 
+from grover_jax.errors import GroverError
 
-class GenomeFormatError(ValueError):
+
+class GenomeFormatError(GroverError):
     """A FASTA/2bit/BED input that cannot be read, e.g. `chr21.fa line 1843: unexpected character 'X'`
     or `tss.bed line 7, field 'end': interval 500-400 is empty or negative`."""
 

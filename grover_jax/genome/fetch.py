@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from grover_jax.errors import GroverError
 from grover_jax.genome.naming import canonical_chromosome_name
 
 ASSEMBLY_URLS = {
@@ -37,7 +38,7 @@ FASTA_SUFFIXES = (".fa.gz", ".fasta.gz", ".fna.gz", ".fa", ".fasta", ".fna")
 _CHUNK = 1 << 20
 
 
-class FetchError(RuntimeError):
+class FetchError(GroverError, RuntimeError):
     """One line a person can act on, e.g. `chr20.fa.gz: md5 mismatch ...`."""
 
 

@@ -9,12 +9,13 @@ sequence (and no token) belongs to two splits.
 
 from dataclasses import dataclass
 
+from grover_jax.errors import GroverError
 from grover_jax.genome.naming import canonical_chromosome_name, parse_region
 
 SPLITS = ("train", "valid", "test")
 
 
-class SplitSpecError(ValueError):
+class SplitSpecError(GroverError):
     pass
 
 

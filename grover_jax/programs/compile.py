@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from grover_jax.errors import GroverError
 from grover_jax.parallel import MESH_AXES, MeshConfigError, batch_sharding, replicated
 from grover_jax.parallel.rules import batch_shards
 from grover_jax.train import (
@@ -33,11 +34,11 @@ GiB = 1024**3
 DEFAULT_VOCAB_SIZE = 609
 
 
-class CompileSetupError(ValueError):
+class CompileSetupError(GroverError):
     """The topology, the mesh or the batch cannot describe a run (or libtpu is missing)."""
 
 
-class StepDoesNotFitError(ValueError):
+class StepDoesNotFitError(GroverError):
     """The compiled step needs more HBM per chip than the chip has."""
 
     def __init__(self, message: str, needed_bytes: float, available_bytes: float, what: str = ""):

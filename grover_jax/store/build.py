@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from grover_jax.atomic_files import replace_folder, temporary_folder
+from grover_jax.errors import GroverError
 from grover_jax.genome.genome import Genome
 from grover_jax.tokenizer.bpe_compact import replay_merges_compact
 from grover_jax.tokenizer.vocabulary import GenomeTokenizer
@@ -30,7 +31,7 @@ STORE_VERSION = 1
 MAX_COORDINATE = 2**32 - 1
 
 
-class StoreBuildError(RuntimeError):
+class StoreBuildError(GroverError, RuntimeError):
     pass
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grover_jax.errors import GroverError
 from grover_jax.store.build import STORE_FORMAT
 from grover_jax.tokenizer.vocabulary import load_tokenizer
 
@@ -17,7 +18,7 @@ SHARDED_FORMAT = "grover-token-store-sharded"
 SHARDS = "shards"
 
 
-class StoreError(ValueError):
+class StoreError(GroverError):
     pass
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from tokenizers import Tokenizer, models
 
 from grover_jax.atomic_files import write_text
+from grover_jax.errors import GroverError
 from grover_jax.genome.genome import BASE_CODE, BASES
 from grover_jax.tokenizer.bpe import BpeResult, replay_merges
 from grover_jax.tokenizer.folder import TOKENIZER_FILE, write_tokenizer_files
@@ -29,7 +30,7 @@ from grover_jax.tokenizer.special_tokens import (  # noqa: F401 - re-exported
 )
 
 
-class TokenizerFileError(ValueError):
+class TokenizerFileError(GroverError):
     pass
 
 

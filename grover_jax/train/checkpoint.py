@@ -23,6 +23,8 @@ from etils import epath
 from flax.training.train_state import TrainState
 from orbax.checkpoint import checkpoint_managers
 
+from grover_jax.errors import GroverError
+
 # What a resumed run must share with the run that wrote the checkpoint: everything that changes
 # the model, the data it sees or the optimizer trajectory. Sections outside these (genome, bpe,
 # mesh, other programs' settings) do not enter pretraining, or are pinned by the tokenizer hash.
@@ -49,7 +51,7 @@ RESUME_FREE_FIELDS = frozenset(
 _VALID_LOSS = "valid_loss"
 
 
-class CheckpointMismatchError(Exception):
+class CheckpointMismatchError(GroverError):
     """A checkpoint was written by an incompatible run (config or tokenizer differ)."""
 
 
