@@ -47,7 +47,7 @@ from grover_jax.programs.mlm_eval import evaluate_fill_in, masked_lm_logits_fn, 
 from grover_jax.programs.next_kmer import results_markdown, run_next_kmer
 from grover_jax.programs.pretrain import pretrain
 from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
-from grover_jax.store import StoreError, TokenStore
+from grover_jax.store import StoreError, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("sanity", "pilot", "pretrain", "mlm", "ship", "next_kmer")
@@ -116,7 +116,7 @@ class Reproduction:
     def store(self) -> Path:
         store_dir = self.workdir / "store"
         try:
-            TokenStore(store_dir)
+            open_store(store_dir)
             return store_dir
         except StoreError:
             pass
@@ -165,9 +165,9 @@ class Reproduction:
             return None
         store = self.store()
         # Same windows and targets for every shape: 254-token windows of valid, 15 %.
-        fill = fill_in_set(TokenStore(store), "valid", 256, 0.15, self.settings["mlm_windows"])
+        fill = fill_in_set(open_store(store), "valid", 256, 0.15, self.settings["mlm_windows"])
         rows = [{"shape": "fill-in n-gram (train counts)",
-                 **{f"valid_{k}": v for k, v in FillInNgram(TokenStore(store), "train").score(fill).summary().items()}}]
+                 **{f"valid_{k}": v for k, v in FillInNgram(open_store(store), "train").score(fill).summary().items()}}]
         for shape, steps in shapes.items():
             config = load_config(f"small:{shape}")
             config.train.num_steps = steps
@@ -191,7 +191,7 @@ class Reproduction:
         run_dir = self.workdir / "pretrain"
         started = time.time()
         final = pretrain(config, run_dir, self.store(), progress=False)
-        store = TokenStore(self.workdir / "store")
+        store = open_store(self.workdir / "store")
         n_train = sum(c["n_tokens"] for c in store.split_contigs("train"))
         tokens = config.train.num_steps * config.train.batch_size * config.data.seq_len
         plot_curves(run_dir / "metrics.jsonl", self.workdir / "pretrain_curves.png", f"{name} on {self.scale}")
@@ -207,7 +207,9 @@ class Reproduction:
         hf.export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path, out,
                             overwrite=True)
         tensors = load_file(out / hf.MODEL_FILE)
-        save_file({k: v.astype(np.float16) for k, v in tensors.items()}, out / hf.MODEL_FILE)
+        # float16 halves the package's share; loading casts back to float32 (interop/hf.py).
+        with atomic_output(out / hf.MODEL_FILE) as temporary:
+            save_file({k: v.astype(np.float16) for k, v in tensors.items()}, temporary, metadata={"format": "pt"})
         pretrain_result = json.loads((self.workdir / "pretrain" / "result.json").read_text())
         mlm_result = json.loads((self.workdir / "mlm" / "result.json").read_text())
         card = masked_lm_card(
@@ -300,8 +302,38 @@ def section(scale: str, part: str, result: dict) -> str:
     raise ValueError(part)
 
 
+# Paper scale is not run here: GROVER's BERT-base on hg19 for 200k steps of 64 x 512 tokens (6.6 B tokens).
+PAPER_SCALE_ROW = (
+    "| paper | hg19, 3.1 Gb | `grover_base` (12 × 768, 87 M parameters), 200k steps × 64 × 512 tokens | "
+    "`grover run --fasta hg19/ --splits ... --config grover_base` | estimated, not run: 40 min on a TPU v5e-16 at "
+    "50 % MFU (`grover compile`, BENCHMARKS.md); about 3 h on one H100 at 40 % MFU (0.57 GFLOP per token); "
+    "years on 2 CPU cores | GROVER reports top-1 21 % and perplexity 72 (its own masking; not reproduced) |")
+
+
+def scales_table(root: Path) -> str:
+    """The opening table of RESULTS.md from the finished parts' results (a scale not yet run is said so)."""
+    lines = [("| scale | data | model and budget | command | time (measured) | fill-in top-1 on test, 15 % "
+              "(model / n-gram / unigram) |"), "|---|---|---|---|---|---|"]
+    for scale, data in (("laptop", "bundled hg19 chr20:32-37 Mb"), ("chromosome", "hg19 chr20, 59.5 Mb")):
+        try:
+            pretrain_result = json.loads((root / scale / "pretrain" / "result.json").read_text())
+            mlm_result = json.loads((root / scale / "mlm" / "result.json").read_text())
+        except (OSError, ValueError):
+            lines.append(f"| {scale} | {data} | | | not yet run | |")
+            continue
+        row = next(r for r in mlm_result["rows"] if r["mask_rate"] == 0.15)
+        seconds = pretrain_result["provenance"]["seconds"]
+        lines.append(
+            f"| {scale} | {data} | `{pretrain_result['config']}`, {pretrain_result['steps']:,} steps, "
+            f"{pretrain_result['tokens_seen'] / 1e6:.1f} M tokens ({pretrain_result['epochs']:.2f} epochs) | "
+            f"`{pretrain_result['provenance']['command']}` | pretraining {seconds / 60:.0f} min on "
+            f"{pretrain_result['provenance']['cpu']} ({pretrain_result['provenance']['cores']} cores) | "
+            f"{row['model_top1']:.3f} / {row['ngram_top1']:.3f} / {row['unigram_top1']:.3f} (one seed) |")
+    return "\n".join(lines + [PAPER_SCALE_ROW]) + "\n"
+
+
 def marker(scale: str, part: str) -> str:
-    return part if part == "sanity" and scale != "smoke" else f"{scale}:{part}"
+    return part if (part == "sanity" and scale != "smoke") or scale == "all" else f"{scale}:{part}"
 
 
 def write_results_md(path: Path, scale: str, part: str, text: str) -> None:
@@ -352,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(result["folder"], target)
             print(f"shipped {SHIPPED_NAME} -> {target}")
         print(f"{args.scale}: {part} done")
+    if args.scale != "smoke":
+        write_results_md(Path(args.results), "all", "scales", scales_table(Path(args.workdir)))
     return 0
 
 

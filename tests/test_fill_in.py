@@ -14,7 +14,7 @@ from grover_jax.evaluation.fill_in import (
     non_adjacent_positions,
     score_model,
 )
-from grover_jax.store import TokenStore
+from grover_jax.store import TokenStore, open_store
 from grover_jax.tokenizer import MASK_ID, SPECIAL_TOKENS
 
 
@@ -31,7 +31,7 @@ def test_non_adjacent_positions_are_uniform_and_never_touch():
 
 
 def test_fill_in_set_masks_every_target_with_both_neighbours_real(bundled_store):
-    store = TokenStore(bundled_store)
+    store = open_store(bundled_store)
     fill = fill_in_set(store, "valid", 128, 0.15, n_windows=8)
     inputs = fill.masked_inputs_BxL
     assert np.all(inputs[fill.target_row, fill.target_col] == MASK_ID)
@@ -74,7 +74,7 @@ def brute_force_ranking(store: TokenStore, fill, vocab_size: int) -> np.ndarray:
 
 
 def test_ngram_fill_in_equals_a_brute_force_count_on_real_sequence(bundled_store):
-    store = TokenStore(bundled_store)
+    store = open_store(bundled_store)
     fill = fill_in_set(store, "valid", 128, 0.15, n_windows=24)
     ngram = FillInNgram(store, "train")
     ranked = brute_force_ranking(store, fill, store.vocab_size)

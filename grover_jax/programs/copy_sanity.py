@@ -23,7 +23,7 @@ from grover_jax.pretrained import load_pretrained
 from grover_jax.programs.mlm_eval import masked_lm_logits_fn
 from grover_jax.programs.pretrain import pretrain
 from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
-from grover_jax.store import TokenStore
+from grover_jax.store import open_store
 
 SPLIT_SPEC = "valid=copies_valid"
 
@@ -77,7 +77,7 @@ def run_copy_sanity(workdir: str | Path, num_steps: int = 600, cycles: int = 100
                       overwrite=True, progress=progress)
     config = sanity_config(num_steps)
     pretrain(config, workdir / "pretrain", workdir / "store", progress=progress)
-    store = TokenStore(workdir / "store")
+    store = open_store(workdir / "store")
     fill = fill_in_set(store, "valid", config.data.seq_len, 0.15, n_windows=64)
     model = score_model(masked_lm_logits_fn(load_pretrained(workdir / "pretrain", "latest")), fill)
     ngram = FillInNgram(store, "train").score(fill)

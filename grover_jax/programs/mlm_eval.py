@@ -8,11 +8,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from grover_jax.configuration import ConfigError
 from grover_jax.evaluation.bootstrap import paired_bootstrap
 from grover_jax.evaluation.fill_in import FillInNgram, fill_in_set, score_model
 from grover_jax.model.bert import BertForMaskedLM
 from grover_jax.pretrained import Pretrained, load_pretrained
-from grover_jax.store import TokenStore
+from grover_jax.store import open_store
 
 # GROVER's printed masking rate and BERT's.
 MASK_RATES = (0.022, 0.15)
@@ -32,7 +33,12 @@ def evaluate_fill_in(checkpoint: str | Path | Pretrained, store: str | Path | No
     """One row per mask rate: model / n-gram / unigram top-1 and top-10, model perplexity, and the
     paired interval of (model - n-gram) top-1 over windows resampled with replacement."""
     pretrained = checkpoint if isinstance(checkpoint, Pretrained) else load_pretrained(checkpoint)
-    store = TokenStore(store or pretrained.config.data.store)
+    if not (store or pretrained.config.data.store):
+        raise ConfigError(f"{pretrained.run_dir}: no token store of its own; pass --store, one built with its "
+                          f"tokenizer (grover store --tokenizer {pretrained.tokenizer_path} ...)")
+    store = open_store(store or pretrained.config.data.store)
+    if store.tokenizer_sha256 != pretrained.tokenizer_sha256:
+        raise ConfigError(f"{store.path}: built with another tokenizer than {pretrained.run_dir}'s")
     seq_len = seq_len or int(pretrained.config.data.seq_len)
     logits_fn = masked_lm_logits_fn(pretrained)
     ngram = FillInNgram(store, "train")
