@@ -40,6 +40,7 @@ import numpy as np
 
 from grover_jax.model import BertConfig
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
+from grover_jax.runs import is_finetuned_folder, read_finetuned
 from grover_jax.tokenizer import SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 
 
@@ -233,7 +234,7 @@ def load(path: str | Path, batch_size: int = 32) -> GroverModel:
     fine-tuned encoder and head: embed and predict, no MLM head), an HF BertForMaskedLM folder, or
     an HF BertForSequenceClassification folder (as `grover export-hf` / `export_classifier` write)."""
     path = Path(path)
-    if (path / "finetune.json").exists():
+    if is_finetuned_folder(path):
         return _load_finetuned(path, batch_size)
     hf_config_path = path / "config.json"
     is_hf = hf_config_path.exists() and "model_type" in json.loads(hf_config_path.read_text())
@@ -260,10 +261,7 @@ def load(path: str | Path, batch_size: int = 32) -> GroverModel:
 
 
 def _load_finetuned(path: Path, batch_size: int) -> GroverModel:
-    from grover_jax.programs.finetune import load_params
-
-    meta = json.loads((path / "finetune.json").read_text())
-    classifier = Classifier(load_params(path / "best" / "params.npz"), int(meta["num_classes"]),
-                            meta["config"]["model"]["pooling"], meta.get("class_names"))
-    return GroverModel(BertConfig(**meta["encoder"]), load_tokenizer(path / "tokenizer.json"),
-                       classifier=classifier, batch_size=batch_size)
+    finetuned = read_finetuned(path)
+    classifier = Classifier(finetuned.params(), finetuned.num_classes, finetuned.pooling, finetuned.class_names)
+    return GroverModel(finetuned.encoder, load_tokenizer(finetuned.tokenizer_path), classifier=classifier,
+                       batch_size=batch_size)

@@ -344,7 +344,7 @@ def _finetune(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from grover_jax.programs.finetune import predict_regions
+    from grover_jax.programs.predict import predict_regions
 
     out = predict_regions(args.checkpoint, args.fasta, args.bed, args.out, args.scan, args.window,
                           args.stride, args.batch_size)

@@ -114,7 +114,8 @@ def test_a_finetune_folder_predicts_as_the_finetune_program_does(pretrained_run,
 
     from grover_jax.model import make_classifier
     from grover_jax.pretrained import load_pretrained
-    from grover_jax.programs import finetune
+    from grover_jax.programs import predict
+    from grover_jax.runs import save_params
 
     pretrained = load_pretrained(pretrained_run)
     classifier = make_classifier(pretrained.config.model, pretrained.model_config.vocab_size, 2, "mean")
@@ -122,7 +123,7 @@ def test_a_finetune_folder_predicts_as_the_finetune_program_does(pretrained_run,
     shapes = nn.unbox(jax.eval_shape(classifier.init, jax.random.key(0), ids, ids)["params"])
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: rng.normal(0.0, 0.2, s.shape).astype(np.float32), shapes)
-    finetune.save_params(params, tmp_path / "best" / "params.npz")
+    save_params(params, tmp_path / "best" / "params.npz")
     (tmp_path / "tokenizer.json").write_bytes(pretrained.tokenizer_path.read_bytes())
     (tmp_path / "finetune.json").write_text(json.dumps({
         "config": {"model": {"pooling": "mean"}}, "encoder": dataclasses.asdict(pretrained.model_config),
@@ -136,5 +137,5 @@ def test_a_finetune_folder_predicts_as_the_finetune_program_does(pretrained_run,
                 for i in (model.tokenizer.encode(s) for s in sequences)]
     np.testing.assert_allclose(logits, np.stack(expected), atol=1e-5)
     assert model.classifier.class_names == ["background", "promoter"]
-    probabilities = finetune.score_sequences(sequences, *finetune.load_finetuned(tmp_path))
+    probabilities = predict.score_sequences(sequences, *predict.load_finetuned(tmp_path))
     np.testing.assert_allclose(np.asarray(jax.nn.softmax(logits)), probabilities, atol=1e-5)

@@ -13,14 +13,10 @@ from grover_jax.configuration import load_config
 from grover_jax.data.tasks import FinetuneError
 from grover_jax.model import BertForSequenceClassification
 from grover_jax.pretrained import load_pretrained
-from grover_jax.programs.finetune import (
-    class_weights,
-    classifier_params,
-    finetune,
-    load_params,
-    predict_regions,
-    weighted_loss,
-)
+from grover_jax.programs.finetune import finetune
+from grover_jax.programs.predict import predict_regions
+from grover_jax.runs import load_params
+from grover_jax.train.classifier import class_weights, classifier_params, weighted_loss
 
 # Few epochs of a 64-wide model: seconds per epoch on 2 cores.
 QUICK = ["train.max_epochs=12", "train.patience=4", "train.learning_rate=1e-3", "eval.bootstrap=200"]

@@ -33,8 +33,9 @@ def pretrained(pretrained_run):
 
 
 @pytest.fixture(scope="module")
-def exported(pretrained_run, tmp_path_factory):
-    return hf.export_pretrained(pretrained_run, tmp_path_factory.mktemp("hf") / "grover-tiny")
+def exported(pretrained, tmp_path_factory):
+    return hf.export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path,
+                               tmp_path_factory.mktemp("hf") / "grover-tiny")
 
 
 def test_flax_to_hf_to_flax_gives_identical_parameters(pretrained, exported):
@@ -209,7 +210,7 @@ def finetune_folder(pretrained, path, pooling):
 
     from grover_jax.configuration import load_config
     from grover_jax.model import make_classifier
-    from grover_jax.programs.finetune import save_params
+    from grover_jax.runs import save_params
 
     config = load_config("finetune", [f"model.pooling={pooling}"])
     classifier = make_classifier(pretrained.config.model, pretrained.model_config.vocab_size, 2, pooling)

@@ -38,8 +38,9 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from grover_jax.atomic_files import replace_folder, temporary_folder
 from grover_jax.interop.errors import HfConversionError
-from grover_jax.model import BertConfig, make_model
+from grover_jax.model import BertConfig
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification
+from grover_jax.runs import read_finetuned, write_pretraining_run
 from grover_jax.tokenizer import PAD_ID, SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 
 MODEL_FILE = "model.safetensors"
@@ -374,15 +375,6 @@ def export_masked_lm(params: Any, model_config: BertConfig, tokenizer_path: str 
     return _write_folder_atomically(Path(out), files, flax_to_hf(params), overwrite)
 
 
-def export_pretrained(run_dir: str | Path, out: str | Path, step: int | str = "best",
-                      overwrite: bool = False) -> Path:
-    """`grover export-hf`: a pretraining run folder's checkpoint as a BertForMaskedLM folder."""
-    from grover_jax.pretrained import load_pretrained
-
-    pretrained = load_pretrained(run_dir, step)
-    return export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path, out, overwrite)
-
-
 def export_classifier(params: Any, model_config: ml_collections.ConfigDict | BertConfig, num_labels: int,
                       pooling: str, tokenizer_path: str | Path, out: str | Path,
                       overwrite: bool = False, class_names: list[str] | None = None) -> Path:
@@ -419,25 +411,14 @@ def export_classifier(params: Any, model_config: ml_collections.ConfigDict | Ber
 
 def export_finetuned(ft_dir: str | Path, out: str | Path, overwrite: bool = False
                      ) -> tuple[Path, Any, BertConfig]:
-    """`grover export-hf` of a `grover finetune --out` folder (finetune.json, tokenizer.json,
-    best/params.npz): its best classifier as BertForSequenceClassification, labelled with the
-    task's class names. Returns (out, params, encoder config) for the parity check."""
-    from grover_jax.programs.finetune import load_params
-
-    ft_dir = Path(ft_dir)
-    for required in ("finetune.json", "tokenizer.json", "best/params.npz"):
-        if not (ft_dir / required).exists():
-            raise HfConversionError(f"{ft_dir}: not a fine-tuning folder ({required} is missing)")
-    try:
-        meta = json.loads((ft_dir / "finetune.json").read_text())
-        cfg = BertConfig(**meta["encoder"])
-        num_labels, pooling = int(meta["num_classes"]), meta["config"]["model"]["pooling"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise HfConversionError(f"{ft_dir / 'finetune.json'}: unreadable ({type(error).__name__}: {error})") from None
-    params = load_params(ft_dir / "best" / "params.npz")
-    out = export_classifier(params, cfg, num_labels, pooling, ft_dir / "tokenizer.json", out, overwrite,
-                            class_names=meta.get("class_names"))
-    return out, params, cfg
+    """`grover export-hf` of a `grover finetune --out` folder: its best classifier as
+    BertForSequenceClassification, labelled with the task's class names. Returns (out, params,
+    encoder config) for the parity check."""
+    finetuned = read_finetuned(ft_dir)
+    params = finetuned.params()
+    out = export_classifier(params, finetuned.encoder, finetuned.num_classes, finetuned.pooling,
+                            finetuned.tokenizer_path, out, overwrite, class_names=finetuned.class_names)
+    return out, params, finetuned.encoder
 
 
 def _template(model: BertForMaskedLM | BertForSequenceClassification) -> Any:
@@ -466,8 +447,6 @@ def classifier_from_hf(hf_dir: str | Path) -> tuple[Any, BertConfig, int]:
 def import_masked_lm(hf_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """`grover import-hf`: an HF BERT MLM folder as a run folder (config.json, tokenizer.json,
     checkpoints/ with step 0 = the imported params and a fresh optimizer state)."""
-    from grover_jax.train import Checkpointer, TrainState, make_optimizer
-
     hf_dir, out = Path(hf_dir), Path(out)
     if out.exists() and not overwrite:
         raise HfConversionError(f"{out} exists (pass --overwrite to replace it)")
@@ -479,17 +458,7 @@ def import_masked_lm(hf_dir: str | Path, out: str | Path, overwrite: bool = Fals
     if tokenizer.vocab_size > cfg.vocab_size:
         raise HfConversionError(f"{hf_dir}: tokenizer.json has {tokenizer.vocab_size} tokens, "
                                 f"the model's vocab_size is {cfg.vocab_size}")
-    temporary = temporary_folder(out)
-    config = run_config_from_hf(cfg)
-    (temporary / "config.json").write_text(config.to_json_best_effort(indent=1))
-    (temporary / "tokenizer.json").write_bytes(tokenizer.path.read_bytes())
-    state = TrainState.create(apply_fn=make_model(config.model).apply,
-                              params=jax.tree.map(jnp.asarray, params), tx=make_optimizer(config.train))
-    checkpoints = Checkpointer(temporary.absolute() / "checkpoints", config, tokenizer.sha256)
-    checkpoints.save(0, state, {"step": 0, "seed": config.seed})
-    checkpoints.close()
-    replace_folder(temporary, out)
-    return out
+    return write_pretraining_run(out, run_config_from_hf(cfg), tokenizer.path, tokenizer.sha256, params)
 
 
 # ---------------------------------------------------------------------------------------------

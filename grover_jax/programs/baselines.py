@@ -20,11 +20,7 @@ from flax.training.train_state import TrainState
 
 from grover_jax.data.tasks.builders import TaskData
 from grover_jax.evaluation import classification_metrics
-from grover_jax.programs.finetune import (
-    fit,
-    make_optimizer,
-    predict_probabilities,
-)
+from grover_jax.train.classifier import classifier_optimizer, fit, predict_probabilities
 
 _CODE = np.full(256, 4, np.uint8)
 for _i, _b in enumerate(b"ACGT"):
@@ -128,7 +124,7 @@ def cnn_baseline(data: TaskData, config: ml_collections.ConfigDict, mesh, log: C
     train_cfg = config.train
     batch_size = train_cfg.batch_size
     steps = -(-len(inputs["train"]["labels"]) // batch_size) * config.baselines.cnn_max_epochs
-    tx = make_optimizer(train_cfg, steps, config.baselines.cnn_learning_rate)
+    tx = classifier_optimizer(train_cfg, steps, config.baselines.cnn_learning_rate)
     state = TrainState.create(apply_fn=apply, params=params, tx=tx)
     result = fit(state, inputs["train"], inputs["valid"], num_classes=num_classes, batch_size=batch_size,
                  max_epochs=config.baselines.cnn_max_epochs, eval_every=0, patience=train_cfg.patience,
