@@ -21,13 +21,13 @@ from grover_jax.data.next_kmer import (
     tokenize_inputs,
 )
 from grover_jax.genome import read_genome
-from grover_jax.store import TokenStore
+from grover_jax.store import open_store
 from grover_jax.tokenizer import load_tokenizer
 from grover_jax.tokenizer.kmer import save_kmer_vocabulary
 
 
 def test_labels_are_the_genome_bases_right_after_each_input(bundled_store):
-    store = TokenStore(bundled_store)
+    store = open_store(bundled_store)
     tokenizer = load_tokenizer(store.tokenizer.path)
     examples = sample_examples(store, tokenizer, "test", 300, input_bases=50, max_k=6, seed=3)
     genome = read_genome(bundled.FASTA, bundled.SPLIT_SPEC)  # the FASTA itself, not the store
@@ -43,7 +43,7 @@ def test_labels_are_the_genome_bases_right_after_each_input(bundled_store):
 
 
 def test_inputs_are_tokenized_on_their_own_not_cut_from_the_store(bundled_store):
-    store = TokenStore(bundled_store)
+    store = open_store(bundled_store)
     tokenizer = load_tokenizer(store.tokenizer.path)
     examples = sample_examples(store, tokenizer, "valid", 50, input_bases=50, max_k=2, seed=0)
     ids, mask = tokenize_inputs(examples, tokenizer, seq_len=64)
@@ -70,7 +70,7 @@ def test_fixed_kmer_tokenizer_matches_its_compiled_store_encoding():
 
 @pytest.mark.parametrize("order,k", [(0, 2), (2, 2), (3, 1), (1, 3)])
 def test_markov_baseline_equals_a_direct_count_on_a_real_slice(bundled_store, order, k):
-    store = TokenStore(bundled_store)
+    store = open_store(bundled_store)
     tokenizer = load_tokenizer(store.tokenizer.path)
     contig = store.split_contigs("train")[0]
     slice_codes = contig_base_codes(store, contig, tokenizer)[:20_000]

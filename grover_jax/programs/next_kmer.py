@@ -36,7 +36,7 @@ from grover_jax.model import make_classifier
 from grover_jax.parallel import make_mesh
 from grover_jax.parallel.rules import batch_sharding, replicated
 from grover_jax.pretrained import Pretrained, PretrainedError, load_pretrained
-from grover_jax.store import TokenStore
+from grover_jax.store import TokenStore, open_store
 from grover_jax.tokenizer import load_tokenizer
 from grover_jax.train.optimizer import make_optimizer
 
@@ -211,7 +211,7 @@ def run_next_kmer(checkpoint: str | Path, out_dir: str | Path, config: ml_collec
     A k already in out_dir/next_kmer.json from the same checkpoint, store and config is not redone.
     """
     pretrained = load_pretrained(checkpoint)
-    store = TokenStore(store_path or pretrained.config.data.store)
+    store = open_store(store_path or pretrained.config.data.store)
     if store.tokenizer_sha256 != pretrained.tokenizer_sha256:
         raise PretrainedError(f"{store.path}: its tokenizer is not the one {pretrained.run_dir} was trained with")
     out_dir = Path(out_dir)

@@ -27,7 +27,7 @@ from grover_jax.configuration import ConfigError
 from grover_jax.data.mlm import MaskingConfig, MlmBatches, eval_batches
 from grover_jax.model import make_model
 from grover_jax.parallel import initialize_distributed, make_mesh, shard_batch
-from grover_jax.store import TokenStore
+from grover_jax.store import TokenStore, open_store
 from grover_jax.train import (
     Checkpointer, abstract_train_state, compile_eval_step, compile_train_step, create_train_state,
     make_optimizer, mlm_head_positions, model_flops_per_token, train_state_sharding,
@@ -149,7 +149,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
     workdir = Path(workdir)
     if not (store_path or config.data.store):
         raise ConfigError("no token store: pass --store STORE (or set data.store); `grover store` builds one")
-    store = TokenStore(store_path or config.data.store)
+    store = open_store(store_path or config.data.store)
     config = ml_collections.ConfigDict(config.to_dict())
     config.data.store = str(store.path)
     config.model.vocab_size = store.vocab_size
