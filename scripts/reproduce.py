@@ -382,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(result["folder"], target)
+            for path in target.iterdir():  # package files are world-readable
+                path.chmod(0o644)
             print(f"shipped {SHIPPED_NAME} -> {target}")
         print(f"{args.scale}: {part} done")
     if args.scale != "smoke":
