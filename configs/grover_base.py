@@ -33,7 +33,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.attention_dropout = 0.1
     config.model.layer_norm_eps = 1e-12
     config.model.initializer_range = 0.02
-    config.model.position_init = "normal"  # HF BERT's; "sinusoidal" (model/config.py) is a choice
     config.model.compute_dtype = "float32"  # "bfloat16": bf16 compute, f32 params and loss
     config.model.remat = False
     config.model.attention_implementation = "auto"  # cuDNN on GPUs with bf16, xla_cpu on CPUs, XLA elsewhere (model/config.py)

@@ -46,7 +46,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.num_heads = heads
     config.model.intermediate_size = 4 * hidden
     config.model.max_position_embeddings = 512  # any window up to 510 tokens can be scored later
-    config.model.position_init = "sinusoidal"
     config.model.hidden_dropout = 0.0
     config.model.attention_dropout = 0.0
 

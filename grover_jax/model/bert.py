@@ -52,19 +52,6 @@ def _normal(cfg: BertConfig, *logical_axes: str | None) -> nn.initializers.Initi
     return nn.with_logical_partitioning(nn.initializers.normal(cfg.initializer_range), logical_axes)
 
 
-def _sinusoidal(cfg: BertConfig, *logical_axes: str | None) -> nn.initializers.Initializer:
-    def init(key, shape, dtype=jnp.float32):
-        del key  # deterministic: the table is a function of the shape alone
-        positions_P = jnp.arange(shape[0], dtype=jnp.float32)[:, None]
-        frequency_D = 10000.0 ** (-2.0 * (jnp.arange(shape[1]) // 2) / shape[1])
-        angle_PxD = positions_P * frequency_D[None, :]
-        table_PxD = jnp.where(jnp.arange(shape[1]) % 2 == 0, jnp.sin(angle_PxD), jnp.cos(angle_PxD))
-        # sin/cos have RMS 1/sqrt(2): scaled to the word embeddings' RMS so neither drowns the other.
-        return (table_PxD * cfg.initializer_range * 2.0**0.5).astype(dtype)
-
-    return nn.with_logical_partitioning(init, logical_axes)
-
-
 def _zeros(*logical_axes: str | None) -> nn.initializers.Initializer:
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), logical_axes)
 
@@ -200,9 +187,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embed(
             cfg.max_position_embeddings,
             cfg.hidden_size,
-            embedding_init=(_sinusoidal if cfg.position_init == "sinusoidal" else _normal)(
-                cfg, "position", "embed"
-            ),
+            embedding_init=_normal(cfg, "position", "embed"),
         )
         self.token_type_embeddings = nn.Embed(
             cfg.type_vocab_size, cfg.hidden_size, embedding_init=_normal(cfg, None, "embed")

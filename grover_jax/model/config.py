@@ -19,12 +19,6 @@ class BertConfig:
     attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
-    # How the (learned, absolute) position table starts: "normal" is HF BERT's N(0, 0.02);
-    # "sinusoidal" starts it at Vaswani et al.'s sin/cos table scaled to the same RMS, so that an
-    # offset p -> p+k is a fixed linear map from the first step and attention to a neighbouring
-    # token need not be learned from random vectors first. Only the start differs: the table is
-    # trained and exported as HF BERT's absolute position embeddings either way.
-    position_init: str = "normal"
     compute_dtype: str = "float32"
     remat: bool = False
     # "auto": cuDNN fused (flash) attention on GPUs with bf16 compute and no attention dropout,
@@ -50,10 +44,6 @@ class BertConfig:
             raise ValueError(
                 f"model.attention_implementation={self.attention_implementation!r}: "
                 "use 'auto', 'xla', 'xla_cpu', 'cudnn' or 'blockwise'"
-            )
-        if self.position_init not in ("normal", "sinusoidal"):
-            raise ValueError(
-                f"model.position_init={self.position_init!r}: use 'normal' or 'sinusoidal'"
             )
         if self.dropout_rng not in ("hash", "threefry"):
             raise ValueError(f"model.dropout_rng={self.dropout_rng!r}: use 'hash' or 'threefry'")
