@@ -38,6 +38,7 @@ from safetensors.numpy import load_file, save_file
 from grover_jax import bundled
 from grover_jax.atomic_files import atomic_output, save_figure, write_text
 from grover_jax.configuration import load_config
+from grover_jax.evaluation.bootstrap import paired_bootstrap
 from grover_jax.evaluation.fill_in import FillInNgram, fill_in_set, score_model
 from grover_jax.interop import hf
 from grover_jax.interop.model_card import masked_lm_card, read_config, write_card
@@ -57,16 +58,19 @@ SHIPPED_NAME = "grover-small-hg19-chr20"
 # The sanity gate (the same for every real scale): steps of the tiny encoder on tandem copies, and the
 # held-out fill-in top-1 it must reach.
 SANITY = {"sanity_steps": 5000, "sanity_min_top1": 0.9}
+# The chromosome pilot: configs/small.py shape -> steps, chosen so that each takes about the same CPU
+# time; the first is the recipe's and the others are compared with it on the same targets.
+PILOT = {"4x256": 150, "6x384": 50}
 SCALES = {
     "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY,
                "next_kmer": {"examples": (16_000, 1_000, 4_000), "steps": 300, "ks": (2, 3, 4, 5, 6)}},
-    "chromosome": {"config": "small", "steps": None, "pilot": {"4x256": 150, "6x384": 50}, "mlm_windows": 512,
+    "chromosome": {"config": "small", "steps": None, "pilot": PILOT, "mlm_windows": 512,
                    **SANITY,
                    # GROVER: 500,000 examples of 50 nt; at least 100,000 train and 20,000 test here.
                    "next_kmer": {"examples": (100_000, 5_000, 20_000), "steps": 400, "ks": (2, 3, 4, 5, 6)}},
     # A few-minute end-to-end run of every part, for the tests (its numbers mean nothing). Its gate
     # is 0: twenty steps learn nothing, and the gate's rule is tested by itself.
-    "smoke": {"config": "tiny", "steps": 20, "pilot": {"4x256": 4, "6x384": 2}, "mlm_windows": 16,
+    "smoke": {"config": "tiny", "steps": 20, "pilot": dict.fromkeys(PILOT, 2), "mlm_windows": 16,
               "sanity_steps": 20, "sanity_min_top1": 0.0,
               "next_kmer": {"examples": (512, 64, 128), "steps": 4, "ks": (2,)}},
 }
@@ -168,6 +172,7 @@ class Reproduction:
         fill = fill_in_set(open_store(store), "valid", 256, 0.15, self.settings["mlm_windows"])
         rows = [{"shape": "fill-in n-gram (train counts)",
                  **{f"valid_{k}": v for k, v in FillInNgram(open_store(store), "train").score(fill).summary().items()}}]
+        correct = {}
         for shape, steps in shapes.items():
             config = load_config(f"small:{shape}")
             config.train.num_steps = steps
@@ -177,14 +182,18 @@ class Reproduction:
             started = time.time()
             pretrain(config, run_dir, store, progress=False)
             seconds = time.time() - started
-            pretrained = load_pretrained(run_dir, "latest")
-            scores = score_model(masked_lm_logits_fn(pretrained), fill)
+            scores = score_model(masked_lm_logits_fn(load_pretrained(run_dir, "latest")), fill)
+            correct[shape] = scores.top1
             tokens = steps * config.train.batch_size * config.data.seq_len
             rows.append({"shape": shape, "layers": config.model.num_layers, "hidden": config.model.hidden_size,
                          "seq_len": config.data.seq_len, "batch": config.train.batch_size,
                          "learning_rate": config.train.learning_rate, "steps": steps, "tokens": tokens,
                          "train_seconds": seconds, **{f"valid_{k}": v for k, v in scores.summary().items()}})
-        return {"rows": rows}
+        # Each shape against the first (the recipe's), on the same targets, resampled by window.
+        first = next(iter(correct))
+        comparisons = [{"a": first, "b": shape, **paired_bootstrap(correct[first], top1, groups=fill.target_row)}
+                       for shape, top1 in correct.items() if shape != first]
+        return {"rows": rows, "comparisons": comparisons}
 
     def part_pretrain(self) -> dict:
         name, config = self.pretrain_config()
@@ -284,6 +293,10 @@ def section(scale: str, part: str, result: dict) -> str:
             lines.append(f"| {r['shape']} | {r['layers']} × {r['hidden']} | {r['seq_len']} | {r['batch']} | "
                          f"{r['learning_rate']:g} | {r['steps']:,} | {r['tokens']:,} | {r['train_seconds']:,.0f} | "
                          f"{r['valid_top1']:.4f} | {r['valid_top10']:.4f} | {r['valid_perplexity']:.1f} |")
+        for c in result.get("comparisons", []):
+            lines.append("")
+            lines.append(f"{c['a']} − {c['b']}, valid fill-in top-1: {c['difference']:+.4f} "
+                         f"[{c['low']:+.4f}, {c['high']:+.4f}] (95 %, paired bootstrap over windows)")
         return head + "\n".join(lines) + "\n"
     if part == "pretrain":
         v = result["valid_80_10_10"]
