@@ -5,7 +5,6 @@ import importlib.metadata
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import ml_collections
 
@@ -14,7 +13,6 @@ from grover_jax.atomic_files import discard_unfinished_folders, write_text
 from grover_jax.configuration import ConfigError, load_config, validate_config
 from grover_jax.errors import GroverError
 from grover_jax.host_memory import keep_freed_memory
-from grover_jax.interop.errors import HfConversionError
 
 # Bad input (every GroverError) and a diverged run (pretraining names the step and the loss): one
 # line, exit code 2.
@@ -230,33 +228,26 @@ def _config(args: argparse.Namespace) -> ml_collections.ConfigDict:
 
 
 def _convert(args: argparse.Namespace) -> None:
-    """export-hf / import-hf, then the PyTorch logits parity check where torch is installed."""
+    """export-hf (with its model card) / import-hf, then the PyTorch logits parity check where torch
+    is installed."""
     from grover_jax.interop import hf
     from grover_jax.pretrained import load_pretrained
+    from grover_jax.programs.export import export_hf, parity_line
 
-    if args.stage == "export-hf" and (Path(args.checkpoint) / "finetune.json").exists():
-        if args.step != "best":
-            raise HfConversionError(f"{args.checkpoint}: a fine-tuning folder keeps its best parameters only "
-                                    f"(--step {args.step})")
-        out, params, model_config = hf.export_finetuned(args.checkpoint, args.out, args.overwrite)
-        hf_dir, tokenizer_path = out, Path(args.checkpoint) / "tokenizer.json"
-    elif args.stage == "export-hf":
+    if args.stage == "export-hf":
         step = int(args.step) if args.step.isdigit() else args.step
-        pretrained = load_pretrained(args.checkpoint, step)
-        out = hf.export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path,
-                                  args.out, args.overwrite)
-        hf_dir, params, model_config, tokenizer_path = (out, pretrained.params, pretrained.model_config,
-                                                        pretrained.tokenizer_path)
-    else:
-        out = hf.import_masked_lm(args.hf, args.out, args.overwrite)
-        pretrained = load_pretrained(out)
-        hf_dir, params, model_config, tokenizer_path = (args.hf, pretrained.params, pretrained.model_config,
-                                                        pretrained.tokenizer_path)
+        export = export_hf(args.checkpoint, args.out, step, args.overwrite, check=not args.no_check)
+        print(f"export-hf: wrote {export.out}")
+        print(f"model card: {export.out / 'README.md'}")
+        if not args.no_check:
+            print(parity_line(export.parity))
+        return
+    out = hf.import_masked_lm(args.hf, args.out, args.overwrite)
+    pretrained = load_pretrained(out)
     print(f"{args.stage}: wrote {out}")
     if not args.no_check:
-        difference = hf.check_parity(hf_dir, params, model_config, tokenizer_path)
-        print("parity: torch/transformers not installed, skipped" if difference is None
-              else f"parity: max |PyTorch - Flax logits| = {difference:.3g} on real chr20 sequence")
+        print(parity_line(hf.check_parity(args.hf, pretrained.params, pretrained.model_config,
+                                          pretrained.tokenizer_path)))
 
 
 def _bpe(args: argparse.Namespace) -> None:

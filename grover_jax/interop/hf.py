@@ -367,17 +367,19 @@ def _write_folder_atomically(out: Path, files: dict[str, str], tensors: dict[str
 
 
 def export_masked_lm(params: Any, model_config: BertConfig, tokenizer_path: str | Path, out: str | Path,
-                     overwrite: bool = False) -> Path:
-    """Write a BertForMaskedLM folder for a BertForMaskedLM parameter tree."""
+                     overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
+    """Write a BertForMaskedLM folder for a BertForMaskedLM parameter tree; `extra_files` (name ->
+    text, e.g. the model card README.md) go into the same folder before it is moved into place."""
     config = hf_config(model_config, "BertForMaskedLM")
     files = {"config.json": json.dumps(config, indent=2),
-             **_tokenizer_files(Path(tokenizer_path), model_config.max_position_embeddings)}
+             **_tokenizer_files(Path(tokenizer_path), model_config.max_position_embeddings), **(extra_files or {})}
     return _write_folder_atomically(Path(out), files, flax_to_hf(params), overwrite)
 
 
 def export_classifier(params: Any, model_config: ml_collections.ConfigDict | BertConfig, num_labels: int,
                       pooling: str, tokenizer_path: str | Path, out: str | Path,
-                      overwrite: bool = False, class_names: list[str] | None = None) -> Path:
+                      overwrite: bool = False, class_names: list[str] | None = None,
+                      extra_files: dict[str, str] | None = None) -> Path:
     """A fine-tuned `BertForSequenceClassification` tree (bert.py) as HF's class of that name;
     `class_names` (distinct strings, one per label) become config.json's id2label, else LABEL_i.
 
@@ -405,19 +407,20 @@ def export_classifier(params: Any, model_config: ml_collections.ConfigDict | Ber
                        id2label={str(i): name for i, name in labels.items()},
                        label2id={name: i for i, name in labels.items()}, classifier_dropout=None)
     files = {"config.json": json.dumps(config, indent=2),
-             **_tokenizer_files(Path(tokenizer_path), cfg.max_position_embeddings)}
+             **_tokenizer_files(Path(tokenizer_path), cfg.max_position_embeddings), **(extra_files or {})}
     return _write_folder_atomically(Path(out), files, flax_to_hf(params), overwrite)
 
 
-def export_finetuned(ft_dir: str | Path, out: str | Path, overwrite: bool = False
-                     ) -> tuple[Path, Any, BertConfig]:
+def export_finetuned(ft_dir: str | Path, out: str | Path, overwrite: bool = False,
+                     extra_files: dict[str, str] | None = None) -> tuple[Path, Any, BertConfig]:
     """`grover export-hf` of a `grover finetune --out` folder: its best classifier as
     BertForSequenceClassification, labelled with the task's class names. Returns (out, params,
     encoder config) for the parity check."""
     finetuned = read_finetuned(ft_dir)
     params = finetuned.params()
     out = export_classifier(params, finetuned.encoder, finetuned.num_classes, finetuned.pooling,
-                            finetuned.tokenizer_path, out, overwrite, class_names=finetuned.class_names)
+                            finetuned.tokenizer_path, out, overwrite, class_names=finetuned.class_names,
+                            extra_files=extra_files)
     return out, params, finetuned.encoder
 
 

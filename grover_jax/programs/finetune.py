@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 from flax.training.train_state import TrainState
 
+from grover_jax.atomic_files import write_text
 from grover_jax.data.tasks.builders import TaskSpec, check_task_name, prepare_task
 from grover_jax.data.tasks.errors import FinetuneError
 from grover_jax.evaluation import METRICS, bootstrap_intervals, classification_metrics
@@ -47,6 +48,7 @@ from grover_jax.train.classifier import (
 )
 
 DEFAULT_WINDOW = {"promscan": 1000, "ctcf": 300}
+RESULTS_FILE = "results.json"
 
 
 # ---------------------------------------------------------------- inputs
@@ -191,7 +193,34 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
         "bootstrap": config.eval.bootstrap, "ci_level": config.eval.ci_level,
         "models": models,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text(markdown_table(results))
+    # results.json last and whole: its presence marks a finished run (read_results).
+    write_text(out / "results.md", markdown_table(results))
+    write_text(out / RESULTS_FILE, json.dumps(results, indent=1))
     log(markdown_table(results))
     return results
+
+
+def read_results(out: str | Path) -> dict | None:
+    """results.json of a fine-tuning run that finished; None where there is none (not run, or
+    stopped before the test split was scored)."""
+    try:
+        return json.loads((Path(out) / RESULTS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def finished_results(config: ml_collections.ConfigDict, checkpoint: str | Path, pretrained_step: int,
+                     out: str | Path, baselines: bool) -> dict | None:
+    """The results in `out` if they came from this very fine-tuning (same config, same pretrained
+    run and step, the same baselines); None where it has to be done (again)."""
+    results = read_results(out)
+    try:
+        meta = json.loads((Path(out) / "finetune.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if results is None or meta.get("config") != json.loads(config.to_json_best_effort()):
+        return None
+    same_encoder = (Path(results.get("checkpoint", "")).resolve() == run_folder(checkpoint).resolve()
+                    and results.get("pretrained_step") == pretrained_step)
+    has_baselines = "CNN" in results.get("models", {})
+    return results if same_encoder and has_baselines == baselines else None

@@ -2,8 +2,12 @@
 
     vocab/ -> store/ -> pretrain/ -> next_kmer/ -> finetune_prom300/ -> hf/
 
-A stage whose artefact exists and was made from the same inputs is not redone (pretraining and
-next-k-mer resume where they stopped), so re-running the command after an interruption continues.
+A stage whose artefact exists and was made from the same inputs is not redone, so re-running the
+command after an interruption continues: the vocabulary and the store are kept when their sources,
+splits and settings match; pretraining resumes from its last checkpoint (a finished run only
+evaluates); next-k-mer resumes per k; fine-tuning is kept when its results.json came from the same
+config and the same pretrained step; the export is kept when its grover_export.json names the same
+run, step and tokenizer.
 """
 
 from pathlib import Path
@@ -78,27 +82,37 @@ def run_pipeline(
     if stop_after == "next-kmer":
         return
 
+    from grover_jax.pretrained import load_pretrained
+
+    pretrained = load_pretrained(run_dir)
     if fasta is None:  # the fine-tuning tasks are built from the bundled genome's annotation
-        from grover_jax.programs.finetune import finetune
+        from grover_jax.programs.finetune import finetune, finished_results
 
         finetune_config = load_config("finetune:pipeline")
         finetune_config.task.data_dir = str(workdir / "tasks")
-        results = finetune(finetune_config, run_dir, workdir / "finetune_prom300", baselines=True)
-        print(f"fine-tuning prom300: -> {workdir / 'finetune_prom300'} ({_headline(results)})")
+        finetune_dir = workdir / "finetune_prom300"
+        results = finished_results(finetune_config, run_dir, pretrained.step, finetune_dir, baselines=True)
+        if results is not None:
+            print(f"fine-tuning prom300: up to date in {finetune_dir} ({_headline(results)})")
+        else:
+            results = finetune(finetune_config, run_dir, finetune_dir, baselines=True)
+            print(f"fine-tuning prom300: -> {finetune_dir} ({_headline(results)})")
     else:
         print("fine-tuning: skipped (tasks need an annotation; run `grover finetune --task ... --annotation ...`)")
     if stop_after == "finetune":
         return
 
-    from grover_jax.interop import hf
-    from grover_jax.pretrained import load_pretrained
+    from grover_jax.programs.export import export_masked_lm, is_current, parity_line, read_export_record
 
-    pretrained = load_pretrained(run_dir)
-    out = hf.export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path,
-                              workdir / "hf", overwrite=True)
-    difference = hf.check_parity(out, pretrained.params, pretrained.model_config, pretrained.tokenizer_path)
-    parity = "" if difference is None else f", max |PyTorch - Flax logits| = {difference:.2g}"
-    print(f"export: HuggingFace BertForMaskedLM folder {out}{parity}")
+    hf_dir = workdir / "hf"
+    if is_current(hf_dir, pretrained):
+        parity = read_export_record(hf_dir).get("parity")
+        print(f"export: up to date in {hf_dir} (made with step {pretrained.step}; "
+              f"{parity_line(parity)} when it was made)")
+        return
+    export = export_masked_lm(pretrained, hf_dir, overwrite=True)
+    print(f"export: HuggingFace BertForMaskedLM folder with its model card (README.md) {export.out}")
+    print(parity_line(export.parity, export.checked))
 
 
 def _headline(results: dict) -> str:
