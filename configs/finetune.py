@@ -1,6 +1,6 @@
 """Fine-tuning a pretrained encoder on a sequence-classification task (`grover finetune`).
 
-GROVER's fine-tuning hyper-parameters are not published (../shared/GROVER.md §5: "not found");
+GROVER's fine-tuning hyper-parameters are not published (docs/GROVER_METHOD.md §5: "not found");
 these are choices for the tiny CPU model, each a field to override with `--set`.
 """
 
@@ -22,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.task.span = 0  # promscan: bp tiled around each TSS; 0: 10 x window (paper: 10 kb)
     config.task.ctcf_pvalue = 1e-5
     config.task.block_size = 250_000  # split blocks (see grover_jax/data/tasks/regions.py)
-    config.task.data_dir = "runs/tasks"  # where the array_record datasets are written
+    config.task.data_dir = ""  # where the array_record datasets are built; empty: $GROVER_JAX_TASKS, else ~/.cache/grover_jax/tasks
 
     config.model = ml_collections.ConfigDict()
     config.model.pooling = "cls"  # "cls" (HF BertForSequenceClassification) or "mean"

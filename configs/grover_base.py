@@ -1,4 +1,4 @@
-"""GROVER's foundation model as published (Sanabria et al. 2024), see ../shared/GROVER.md §3.
+"""GROVER's foundation model as published (Sanabria et al. 2024), see docs/GROVER_METHOD.md §3.
 
 Numbers marked UNVERIFIED in GROVER.md are documented choices here, each a config field:
 heads=12, FFN 3072, GELU, dropout 0.1, LN eps 1e-12 (BERT-base / DNABERT defaults); 80/10/10

@@ -1,4 +1,4 @@
-"""Next-k-mer prediction (GROVER's vocabulary-selection task, ../shared/GROVER.md §2).
+"""Next-k-mer prediction (GROVER's vocabulary-selection task, docs/GROVER_METHOD.md §2).
 
 GROVER: 50-nt inputs from chr21, 500,000 sequences, k = 2..6, top-1 accuracy over 4^k classes.
 Documented choices where the paper is silent (UNVERIFIED there): a [CLS]-pooled head (HF pooler +

@@ -1,4 +1,4 @@
-"""`grover select-vocab`: GROVER's vocabulary selection (../shared/GROVER.md §2), sized for a CPU.
+"""`grover select-vocab`: GROVER's vocabulary selection (docs/GROVER_METHOD.md §2), sized for a CPU.
 
 GROVER swept 100-5,000 BPE cycles, pretrained a BERT per vocabulary and compared next-k-mer
 accuracy (k = 2..6); 600 won. Every arm here gets the same pretraining budget (steps x batch x

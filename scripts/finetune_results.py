@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # GROVER (Sanabria et al. 2024) test MCC, in %: GROVER / best other DNA LM / TF-IDF + random forest
-# (../shared/GROVER.md §5).
+# (docs/GROVER_METHOD.md §5).
 PAPER_MCC = {"prom300": (99.6, 79, 67), "promscan": (63, 52, 39), "ctcf": (60, 59, 26)}
 METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc")
 

@@ -1,6 +1,6 @@
 """Next-k-mer examples and their reference predictors, read from a token store.
 
-GROVER's vocabulary-selection task (../shared/GROVER.md §2): given a stretch of genome, predict the
+GROVER's vocabulary-selection task (docs/GROVER_METHOD.md §2): given a stretch of genome, predict the
 k bases that follow it, one class per k-mer (4^k classes), k = 2..6. The label is raw sequence,
 independent of the vocabulary, so every vocabulary answers the same question.
 

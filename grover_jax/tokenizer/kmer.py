@@ -1,7 +1,7 @@
 """Fixed non-overlapping k-mer tokenization: the comparison vocabularies of GROVER's selection.
 
 GROVER compared its BPE vocabularies with BERTs on non-overlapping 4-, 5- and 6-mers ("with
-identical training", ../shared/GROVER.md §3.4). Such a tokenizer cuts each ACGT run into k-mers
+identical training", docs/GROVER_METHOD.md §3.4). Such a tokenizer cuts each ACGT run into k-mers
 from its first base; a run whose length is not a multiple of k ends in one shorter token, so the
 vocabulary is every string of length 1..k. Ids: the five special tokens, then by length, then
 lexicographically in A < C < G < T order, so a token's id is arithmetic on its base-4 code.

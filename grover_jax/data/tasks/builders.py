@@ -7,9 +7,14 @@ annotation, tokenizer, window sizes, split blocks, seed), so datasets built with
 never overwrite each other in one data_dir, and re-building with the same inputs is a no-op.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,7 +35,7 @@ from grover_jax.tokenizer import load_tokenizer
 GENOME_TASKS = ("prom300", "promscan", "ctcf")
 UNKNOWN_TASK = f"unknown task (use {', '.join(GENOME_TASKS)}, a CSV file, or --fasta with --bed)"
 
-# What each built-in task is, and how it differs from the paper's (../shared/GROVER.md §5).
+# What each built-in task is, and how it differs from the paper's (docs/GROVER_METHOD.md §5).
 CONSTRUCTION = {
     "prom300": (
         "Positives: 300 bp around every annotated TSS (-249..+50 on the gene's strand, reverse-"
@@ -141,7 +146,8 @@ class _GenomeTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         config = tfds.core.BuilderConfig(name=spec.config_name, description=json.dumps(dataclasses.asdict(spec)))
         super().__init__(config=config, file_format="array_record", **kwargs)
 
-    def _construct(self) -> tuple[list[Example], list[str], dict]:
+    def build_examples(self) -> tuple[list[Example], list[str], dict]:
+        """(examples, class names, report), constructed once; a TaskDataError for unusable input."""
         if self._built is None:
             examples, names = construct(self.spec)
             examples, report = construction.finalize(examples)
@@ -155,13 +161,21 @@ class _GenomeTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             self._built = examples, names, report
         return self._built
 
+    # TFDS prints "Downloading and preparing dataset ..." and "... downloaded and prepared": these
+    # datasets are constructed here from local files, and finetune says where they are.
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
     def _info(self) -> tfds.core.DatasetInfo:
         # Class names are known without constructing for the genome tasks; a user task reads its file.
         names = {"prom300": ["shuffled", "promoter"], "promscan": ["no_tss", "tss"],
                  "ctcf": ["unbound", "bound"]}.get(self.spec.task)
         metadata = tfds.core.MetadataDict()
         if names is None:
-            names = self._construct()[1]
+            names = self.build_examples()[1]
         return tfds.core.DatasetInfo(
             builder=self,
             description=CONSTRUCTION.get(self.spec.task, "A user's labelled sequences."),
@@ -179,7 +193,7 @@ class _GenomeTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         )
 
     def _split_generators(self, dl_manager):
-        examples, _, report = self._construct()
+        examples, _, report = self.build_examples()
         self.info.metadata.update(report)
         return {split: self._generate_examples([e for e in examples if e.split == split]) for split in SPLITS}
 
@@ -232,12 +246,45 @@ def check_task_name(name: str) -> None:
         raise TaskDataError(name, UNKNOWN_TASK)
 
 
-def prepare_task(spec: TaskSpec, data_dir: str | Path) -> TaskData:
-    """Build the task's array_record files once (if absent) and read all splits back."""
+# Where task datasets are built when `task.data_dir` is empty: a cache shared by every run (a
+# dataset's folder name carries the hash of its inputs, so runs never overwrite one another's).
+TASKS_DIR_VARIABLE = "GROVER_JAX_TASKS"
+
+
+def task_data_dir(configured: str | Path = "") -> Path:
+    """`configured`, else $GROVER_JAX_TASKS, else $XDG_CACHE_HOME/grover_jax/tasks (~/.cache/...)."""
+    if configured:
+        return Path(configured)
+    if os.environ.get(TASKS_DIR_VARIABLE):
+        return Path(os.environ[TASKS_DIR_VARIABLE])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "grover_jax" / "tasks"
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator[None]:
+    """No absl warning dumping our BuilderConfig: a config of our own is how every task is named."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def prepare_task(spec: TaskSpec, data_dir: str | Path = "") -> TaskData:
+    """Build the task's array_record files once (if absent) under `task_data_dir(data_dir)` and
+    read all splits back. The examples are constructed before TFDS makes any folder, so bad input
+    leaves nothing behind."""
     check_task_name(spec.task)
     tfds.disable_progress_bar()
-    builder = BUILDERS[spec.task](spec=spec, data_dir=str(data_dir))
-    builder.download_and_prepare()
+    with _quiet_tfds():
+        builder = BUILDERS[spec.task](spec=spec, data_dir=str(task_data_dir(data_dir)))
+        if not builder.data_path.exists():
+            builder.build_examples()
+            with tempfile.TemporaryDirectory(prefix="grover-task-") as downloads:  # nothing is downloaded
+                builder.download_and_prepare(download_dir=downloads)
     sources = builder.as_data_source()
     splits = {}
     for split in SPLITS:

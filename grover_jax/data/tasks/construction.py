@@ -1,4 +1,4 @@
-"""GROVER's fine-tuning tasks built from a genome and its annotation (../shared/GROVER.md §5).
+"""GROVER's fine-tuning tasks built from a genome and its annotation (docs/GROVER_METHOD.md §5).
 
 Each function returns labelled examples with their genomic interval and split; `finalize` then
 removes sequences that would appear in two splits and counts the labels. What differs from the

@@ -1,6 +1,6 @@
 """JASPAR count matrices as log-odds scores, an exact p-value threshold, and a two-strand scan.
 
-Scores follow the convention of ../shared/data/README.md (its CTCF table): probabilities
+Scores follow the convention of JASPAR's own PWM tables (as for MA0139.1, CTCF): probabilities
 (count + 0.25) / (N + 1), uniform background, log2 odds; p-values are exact under an i.i.d.
 uniform background, from the score distribution computed by convolution on a 0.01-bit grid.
 """
