@@ -23,10 +23,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from grover_jax.errors import GroverError
 from grover_jax.genome.naming import canonical_chromosome_name
+from grover_jax.progress import progress_bar
 
 ASSEMBLY_URLS = {
     "hg19": "https://hgdownload.soe.ucsc.edu/goldenPath/hg19/chromosomes/",
@@ -213,8 +212,8 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
         length = response.headers.get("Content-Length")
         expected = have + int(length) if length is not None else None
         received = have
-        bar = tqdm(total=expected, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=part.name.removesuffix(".part"), disable=not progress, mininterval=0.5)
+        bar = progress_bar(total=expected, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                           desc=part.name.removesuffix(".part"), disable=not progress, mininterval=0.5)
         try:
             with open(part, "ab" if resumed else "wb") as out:
                 while True:

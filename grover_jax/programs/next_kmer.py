@@ -20,7 +20,6 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training.train_state import TrainState
-from tqdm.auto import tqdm
 
 from grover_jax.atomic_files import write_text
 from grover_jax.data.next_kmer import (
@@ -36,6 +35,7 @@ from grover_jax.model import make_classifier
 from grover_jax.parallel import make_mesh
 from grover_jax.parallel.rules import batch_sharding, replicated
 from grover_jax.pretrained import Pretrained, PretrainedError, load_pretrained
+from grover_jax.progress import progress_bar
 from grover_jax.store import TokenStore, open_store
 from grover_jax.tokenizer import load_tokenizer
 from grover_jax.train.optimizer import make_optimizer
@@ -143,7 +143,7 @@ def fine_tune_k(pretrained: Pretrained, data: NextKmerData, k: int, config: ml_c
     best = {"valid_accuracy": -1.0, "step": 0, "params": None}
     order = rng.permutation(len(ids))
     cursor = 0
-    bar = tqdm(total=train_cfg.num_steps, desc=f"next-{k}-mer", unit="step", disable=not progress, leave=False)
+    bar = progress_bar(total=train_cfg.num_steps, desc=f"next-{k}-mer", unit="step", disable=not progress, leave=False)
     started = time.perf_counter()
     for step in range(1, train_cfg.num_steps + 1):
         if cursor + train_cfg.batch_size > len(order):

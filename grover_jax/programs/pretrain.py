@@ -20,13 +20,13 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from grover_jax.atomic_files import write_bytes
 from grover_jax.configuration import ConfigError
 from grover_jax.data.mlm import MaskingConfig, MlmBatches, eval_batches
 from grover_jax.model import make_model
 from grover_jax.parallel import initialize_distributed, make_mesh, shard_batch
+from grover_jax.progress import progress_bar
 from grover_jax.store import TokenStore, open_store
 from grover_jax.train import (
     Checkpointer, abstract_train_state, compile_eval_step, compile_train_step, create_train_state,
@@ -192,7 +192,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
     num_steps = config.train.num_steps
     baseline_token = most_frequent_train_token(store)
 
-    bar = tqdm(total=num_steps, initial=step, desc="pretrain", unit="step", disable=not (progress and is_main))
+    bar = progress_bar(total=num_steps, initial=step, desc="pretrain", unit="step", disable=not (progress and is_main))
     last = {}
     interval_start, interval_steps = time.perf_counter(), 0
     while step < num_steps:

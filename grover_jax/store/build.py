@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from grover_jax.atomic_files import replace_folder, temporary_folder
 from grover_jax.errors import GroverError
 from grover_jax.genome.genome import Genome
+from grover_jax.progress import progress_bar
 from grover_jax.tokenizer.bpe_compact import replay_merges_compact
 from grover_jax.tokenizer.vocabulary import GenomeTokenizer
 
@@ -57,8 +57,8 @@ def build_store(
     token_parts, start_parts, contig_rows = [], [], []
     offset = 0
     chromosomes = list(dict.fromkeys(c.chromosome for c in genome.contigs))
-    bar = tqdm(total=sum(c.length for c in genome.contigs), desc="encoding", unit="bp", unit_scale=True,
-               disable=not progress, mininterval=0.5)
+    bar = progress_bar(total=sum(c.length for c in genome.contigs), desc="encoding", unit="bp", unit_scale=True,
+                       disable=not progress, mininterval=0.5)
     # One chromosome at a time bounds the compiled replay's working memory by the largest chromosome.
     for chromosome in chromosomes:
         contigs = [c for c in genome.contigs if c.chromosome == chromosome]

@@ -22,10 +22,9 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from grover_jax.genome import file_sha256, read_genome
 from grover_jax.genome.fetch import fasta_stem
+from grover_jax.progress import progress_bar
 from grover_jax.store.build import STORE_VERSION, StoreBuildError, build_store
 from grover_jax.store.reader import SHARDED_FORMAT, SHARDS, StoreError, TokenStore
 from grover_jax.tokenizer.vocabulary import load_tokenizer
@@ -104,7 +103,7 @@ def build_sharded_store(
         else:
             todo.append((str(source), str(shared_tokenizer), str(shard_dir), split_spec, low_memory))
 
-    bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc="shards", unit="shard", disable=not progress or not todo)
     if workers > 1 and len(todo) > 1:
         # spawn, not fork: a forked numba/threads parent is not safe to continue in a child
         context = multiprocessing.get_context("spawn")

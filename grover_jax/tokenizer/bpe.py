@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from grover_jax.genome.genome import BASES
+from grover_jax.progress import progress_bar
 from grover_jax.tokenizer import bpe_core
 
 
@@ -134,7 +134,7 @@ def learn_bpe(
     vocabulary = MergedVocabulary(capacity)
     tokens, token_length = vocabulary.tokens, vocabulary.token_length
     merges = []
-    bar = tqdm(total=cycles, desc="BPE cycles", unit="cycle", disable=not progress, mininterval=0.5)
+    bar = progress_bar(total=cycles, desc="BPE cycles", unit="cycle", disable=not progress, mininterval=0.5)
     for _ in range(cycles):
         left, right, count = sequence.pop_best(token_length, max_token_length)
         if count == 0:

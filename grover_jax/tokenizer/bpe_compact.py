@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
 import numpy as np
-from tqdm.auto import tqdm
 
 from grover_jax.genome.genome import (
     BASES,
@@ -32,6 +31,7 @@ from grover_jax.genome.genome import (
     require_learnable_bases,
 )
 from grover_jax.genome.splits import parse_split_spec
+from grover_jax.progress import progress_bar
 from grover_jax.tokenizer.bpe import BpeResult, Merge, MergedVocabulary
 
 SEPARATOR = np.uint16(0xFFFF)
@@ -169,7 +169,7 @@ def learn_bpe_compact(
     tokens, token_length = vocabulary.tokens, vocabulary.token_length
     n_bases = int(sum(int(np.count_nonzero(c != SEPARATOR)) for c in sequence.tokens))
     merges = []
-    bar = tqdm(total=cycles, desc="BPE cycles (compact)", unit="cycle", disable=not progress, mininterval=0.5)
+    bar = progress_bar(total=cycles, desc="BPE cycles (compact)", unit="cycle", disable=not progress, mininterval=0.5)
     try:
         for _ in range(cycles):
             left, right, count = best_pair(sequence.pair_count, token_length, max_token_length)
