@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from grover_jax.genome.strand import reverse_complement
+from grover_jax.masked_lm import MaskedLMMethods
 from grover_jax.model import BertConfig
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
 from grover_jax.runs import is_finetuned_folder, read_finetuned
@@ -59,8 +61,10 @@ def _bucket(length: int, limit: int) -> int:
     return min(limit, max(16, 1 << (length - 1).bit_length()))
 
 
-class GroverModel:
-    """A loaded encoder (with its MLM head and/or a classification head) and its tokenizer."""
+class GroverModel(MaskedLMMethods):
+    """A loaded encoder (with its MLM head and/or a classification head) and its tokenizer; the
+    MLM methods (mlm_logits, mlm_log_probs, fill_mask, pseudo_log_likelihood, variant_scores,
+    score_variants) are in grover_jax/masked_lm.py."""
 
     def __init__(self, model_config: BertConfig, tokenizer: GenomeTokenizer, mlm_params: Any = None,
                  classifier: Classifier | None = None, batch_size: int = 32):
@@ -131,12 +135,25 @@ class GroverModel:
                 out[first + row] = hidden[row, 1 : 1 + len(chunks[first + row])]
         return out
 
-    def embed(self, sequences: str | Sequence[str], pooling: Literal["tokens", "mean"] = "tokens"):
+    def embed(self, sequences: str | Sequence[str], pooling: Literal["tokens", "mean"] = "tokens",
+              strand: Literal["forward", "both"] = "forward"):
         """Per-token ([n_tokens, hidden_size] per sequence) or mean-pooled ([n_sequences,
         hidden_size]) embeddings; windowing rule in the module docstring. A single string gives
-        a single result."""
+        a single result. strand="forward" reads each sequence as given; strand="both" (mean pooling
+        only) averages its mean-pooled embedding with its reverse complement's: the model is
+        strand-specific, and a sequence's two strands tokenize differently, so only pooled vectors
+        pair up."""
         if pooling not in ("tokens", "mean"):
             raise ValueError(f"pooling={pooling!r}: use 'tokens' or 'mean'")
+        if strand not in ("forward", "both"):
+            raise ValueError(f"strand={strand!r}: use 'forward' or 'both'")
+        if strand == "both":
+            if pooling != "mean":
+                raise ValueError("strand='both' averages mean-pooled embeddings: use pooling='mean'")
+            forward = [sequences] if isinstance(sequences, str) else list(sequences)
+            pooled = self.embed(forward + [reverse_complement(s) for s in forward], pooling="mean")
+            averaged = (pooled[: len(forward)] + pooled[len(forward) :]) / 2
+            return averaged[0] if isinstance(sequences, str) else averaged
         single = isinstance(sequences, str)
         sequences = [sequences] if single else list(sequences)
         if not sequences:
@@ -176,6 +193,28 @@ class GroverModel:
             logits.append(batch[: min(self.batch_size, len(chunks) - first)])
         logits = np.concatenate(logits)
         return logits[0] if single else logits
+
+    @property
+    def class_names(self) -> list[str]:
+        """The fine-tuned head's labels in column order (LABEL_i where the folder names none)."""
+        if self.classifier is None:
+            raise ValueError("this model has no fine-tuned classification head")
+        names = self.classifier.class_names
+        return list(names) if names else [f"LABEL_{i}" for i in range(self.classifier.num_labels)]
+
+    def predict_proba(self, sequences: str | Sequence[str]) -> np.ndarray:
+        """Class probabilities [n_sequences, num_labels] (softmax of `predict`), columns in
+        `class_names` order; each sequence read as given (this strand)."""
+        logits = np.asarray(self.predict(sequences), np.float64)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    def predict_labelled(self, sequences: str | Sequence[str]) -> dict[str, float] | list[dict[str, float]]:
+        """`predict_proba` as {class name: probability} per sequence."""
+        probabilities = self.predict_proba(sequences)
+        if isinstance(sequences, str):
+            return dict(zip(self.class_names, map(float, probabilities)))
+        return [dict(zip(self.class_names, map(float, row))) for row in probabilities]
 
     # -- zero-shot variant effect ----------------------------------------------------------------
 
@@ -247,6 +286,7 @@ def load(path: str | Path, batch_size: int = 32) -> GroverModel:
     from grover_jax.interop.hf import (
         classifier_from_hf,
         hf_architecture,
+        hf_class_names,
         masked_lm_from_hf,
         require_special_tokens,
     )
@@ -255,7 +295,8 @@ def load(path: str | Path, batch_size: int = 32) -> GroverModel:
     require_special_tokens(tokenizer, path / "tokenizer.json")
     if hf_architecture(path) == "BertForSequenceClassification":
         params, cfg, num_labels = classifier_from_hf(path)
-        return GroverModel(cfg, tokenizer, classifier=Classifier(params, num_labels, "cls"), batch_size=batch_size)
+        classifier = Classifier(params, num_labels, "cls", hf_class_names(path))
+        return GroverModel(cfg, tokenizer, classifier=classifier, batch_size=batch_size)
     params, cfg = masked_lm_from_hf(path)
     return GroverModel(cfg, tokenizer, mlm_params=params, batch_size=batch_size)
 

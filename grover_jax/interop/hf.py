@@ -447,6 +447,17 @@ def classifier_from_hf(hf_dir: str | Path) -> tuple[Any, BertConfig, int]:
     return params, cfg, num_labels
 
 
+def hf_class_names(hf_dir: str | Path) -> list[str] | None:
+    """The labels of an HF classifier folder in logit order (config.json's id2label), or None
+    when it names none, or not one for each of 0..n-1."""
+    id2label = json.loads((Path(hf_dir) / "config.json").read_text()).get("id2label") or {}
+    try:
+        names = {int(i): str(name) for i, name in id2label.items()}
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return [names[i] for i in range(len(names))] if sorted(names) == list(range(len(names))) and names else None
+
+
 def import_masked_lm(hf_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """`grover import-hf`: an HF BERT MLM folder as a run folder (config.json, tokenizer.json,
     checkpoints/ with step 0 = the imported params and a fresh optimizer state)."""
