@@ -43,7 +43,7 @@ from grover_jax.evaluation.fill_in import FillInNgram, fill_in_set, score_model
 from grover_jax.interop import hf
 from grover_jax.interop.model_card import masked_lm_card, read_config, write_card
 from grover_jax.pretrained import load_pretrained
-from grover_jax.programs.copy_sanity import run_copy_sanity
+from grover_jax.programs.copy_sanity import GATE_MIN_TOP1, GATE_STEPS, run_copy_sanity
 from grover_jax.programs.mlm_eval import evaluate_fill_in, masked_lm_logits_fn, rows_markdown
 from grover_jax.programs.next_kmer import results_markdown, run_next_kmer
 from grover_jax.programs.pretrain import pretrain
@@ -57,7 +57,7 @@ SHIPPED_NAME = "grover-small-hg19-chr20"
 
 # The sanity gate (the same for every real scale): steps of the tiny encoder on tandem copies, and the
 # held-out fill-in top-1 it must reach.
-SANITY = {"sanity_steps": 5000, "sanity_min_top1": 0.9}
+SANITY = {"sanity_steps": GATE_STEPS, "sanity_min_top1": GATE_MIN_TOP1}
 # The chromosome pilot: configs/small.py shape -> steps, chosen so that each takes about the same CPU
 # time; the first is the recipe's and the others are compared with it on the same targets.
 PILOT = {"4x256": 150, "6x384": 50}
