@@ -172,6 +172,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--stride", type=int, default=50, help="scan stride in bp")
     predict.add_argument("--batch-size", type=int, default=64)
 
+    embed = stages.add_parser("embed", help="mean-pooled embeddings of FASTA records or BED intervals -> .npy "
+                                            "(+ .tsv of the rows) or .npz")
+    embed.add_argument("--checkpoint", default="grover-small-hg19-chr20",
+                       help="pretraining run folder, HF BERT folder or shipped model name (default: %(default)s)")
+    embed.add_argument("--fasta", nargs="+", required=True, help="sequences to embed, or the genome of --bed")
+    embed.add_argument("--bed", help="embed these intervals of --fasta (a '-' strand one as its reverse complement)")
+    embed.add_argument("--out", required=True, help="X.npy (rows named in X.tsv beside it) or X.npz")
+    embed.add_argument("--strand", choices=["forward", "both"], default="forward",
+                       help="'both' averages each region's embedding with its reverse complement's")
+    embed.add_argument("--batch-size", type=int, default=32)
+
+    score = stages.add_parser("score-variants", help="zero-shot score log P(alt) - log P(ref) of each VCF variant "
+                                                     "in a window of the genome -> TSV")
+    score.add_argument("--checkpoint", default="grover-small-hg19-chr20",
+                       help="pretraining run folder, HF BERT MLM folder or shipped model name (default: %(default)s)")
+    score.add_argument("--fasta", nargs="+", required=True, help="the reference genome the VCF is on")
+    score.add_argument("--vcf", required=True, help="VCF or VCF.gz (CHROM POS ID REF ALT read)")
+    score.add_argument("--out", required=True, help="output TSV: chrom pos id ref alt score")
+    score.add_argument("--flank", type=int, default=1000, help="bases read each side of the variant")
+    score.add_argument("--batch-size", type=int, default=32)
+
     compile_ = stages.add_parser("compile", help="compile the pretraining step ahead of time for a TPU slice "
                                                  "(no TPU needed): memory per chip, FLOPs, expected tokens/s")
     compile_.add_argument("--config", default="grover_base", help="configs/*.py file or bundled config name")
@@ -189,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Sizes the command line passes inward, each with its least value; refused here, before any work:
 # the BPE core is compiled without bounds checks, so a negative size would crash the interpreter.
 _LEAST = {"cycles": 1, "max_token_length": 0, "workers": 1, "window": 1, "stride": 1, "batch_size": 1,
-          "windows": 1, "max_regions": 1, "region_tokens": 1, "slices": 1, "vocab_size": 0}
+          "windows": 1, "max_regions": 1, "region_tokens": 1, "slices": 1, "vocab_size": 0, "flank": 0}
 
 
 def _check_sizes(args: argparse.Namespace) -> None:
@@ -342,6 +363,20 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"predict: {out}")
 
 
+def _embed(args: argparse.Namespace) -> None:
+    from grover_jax.programs.embed import embed_fasta
+
+    written = embed_fasta(args.fasta, args.out, args.bed, args.checkpoint, args.strand, args.batch_size)
+    print(f"embed: wrote {', '.join(map(str, written))}")
+
+
+def _score_variants(args: argparse.Namespace) -> None:
+    from grover_jax.programs.score_variants import score_vcf
+
+    out = score_vcf(args.fasta, args.vcf, args.out, args.checkpoint, args.flank, args.batch_size)
+    print(f"score-variants: wrote {out}")
+
+
 def _compile(args: argparse.Namespace) -> int | None:
     from grover_jax.programs.compile import (
         CompileSetupError,
@@ -380,6 +415,8 @@ STAGES: dict[str, Callable[[argparse.Namespace], int | None]] = {
     "select-vocab": _select_vocab,
     "finetune": _finetune,
     "predict": _predict,
+    "embed": _embed,
+    "score-variants": _score_variants,
     "compile": _compile,
 }
 
