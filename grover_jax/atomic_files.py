@@ -35,12 +35,17 @@ def csv_writer(path: str | Path) -> Iterator[Any]:
 
 
 def save_figure(figure: Any, path: str | Path, dpi: int = 120) -> None:
-    """`figure.savefig(path)` atomically, then close the figure."""
+    """`figure.savefig(path)` atomically, then close the figure. A PNG gets an SVG of the same name
+    beside it: vector graphics scale for print and can be edited."""
     import matplotlib.pyplot as plt
 
+    path = Path(path)
     try:
         with atomic_output(path) as temporary:
             figure.savefig(temporary, dpi=dpi)
+        if path.suffix == ".png":
+            with atomic_output(path.with_suffix(".svg")) as temporary:
+                figure.savefig(temporary, metadata={"Date": None})  # no timestamp: same figure, same file
     finally:
         plt.close(figure)
 

@@ -35,6 +35,11 @@ def read_csv(path) -> list[dict[str, str]]:
 def test_every_analysis_writes_its_plots(analyses):
     for png in ("tokens_pca.png", "token_correlations.png", "repeats.png", "ambiguity.png", "regions.png"):
         assert (analyses / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (analyses / png).with_suffix(".svg").read_text().startswith("<?xml")  # the vector copy beside it
+    # Axes and colour bars are named for a reader, not by the CSV's column names.
+    labels = (analyses / "tokens_pca.svg").read_text()
+    assert "occurrences in the store (log10)" in labels and "log10_count" not in labels
+    assert "majority class of train (accuracy)" in (analyses / "regions.svg").read_text()
     # Each file was written under a temporary name and renamed: none is left behind.
     assert not [p.name for p in analyses.iterdir() if p.name.startswith(".")]
 

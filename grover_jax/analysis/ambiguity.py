@@ -68,11 +68,13 @@ def analyze_ambiguity(model: GroverModel, store: TokenStore, out: Path, split: s
 
     lengths = np.array([len(id_to_token[i]) for i in ids])
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    points = left.scatter(np.log10(count[ids]), relative, c=lengths, s=12, cmap="viridis")
+    points = left.scatter(count[ids], relative, c=lengths, s=12, cmap="viridis")
     figure.colorbar(points, ax=left, label="token length (nt)")
-    left.set(xlabel=f"log10 occurrences ({len(starts)} windows of {split})", ylabel="relative variance",
-             title="contextual variability of each token")
+    left.set(xscale="log", xlabel=f"occurrences in {len(starts)} windows of the {split} split (log scale)",
+             ylabel="relative variance of the last hidden state", title="How much each token's vector varies with context")
     right.boxplot([relative[lengths == n] for n in np.unique(lengths)], positions=np.unique(lengths))
-    right.set(xlabel="token length (nt)", ylabel="relative variance")
+    right.set(xlabel="token length (nt)", ylabel="relative variance of the last hidden state",
+              title="By token length (box: quartiles; whiskers: 1.5 IQR)")
+    figure.suptitle(f"Contextual variability of tokens with at least {min_occurrences} occurrences ({len(ids)} tokens)")
     save_figure(figure, out / "ambiguity.png")
     return out / "ambiguity.csv"

@@ -125,15 +125,19 @@ def analyze_regions(model: GroverModel, store: TokenStore, out: Path, region_tok
     for index, name in enumerate(CLASSES):
         chosen = labels == index
         left.scatter(scores[chosen, 0], scores[chosen, 1], s=6, alpha=0.6, label=f"{name} ({chosen.sum()})")
-    left.set(xlabel=f"PC1 ({explained[0]:.1%})", ylabel=f"PC2 ({explained[1]:.1%})",
-             title=f"region-average embeddings ({region_tokens} tokens)")
-    left.legend(markerscale=3)
-    names = [r[0] for r in results]
+    left.set(xlabel=f"PC1 ({explained[0]:.1%} of variance)", ylabel=f"PC2 ({explained[1]:.1%} of variance)",
+             title=f"Mean embedding of {len(rows)} regions of {region_tokens} tokens, by class")
+    left.legend(markerscale=3, title="class of the middle base (regions)")
+    names = [f"{r[0]}\n({r[1]} features)" for r in results]
     positions = np.arange(len(results))
     right.bar(positions - 0.2, [r[2] for r in results], 0.4, label="accuracy")
     right.bar(positions + 0.2, [r[3] for r in results], 0.4, label="balanced accuracy")
-    right.axhline(1 / len(np.unique(y_test)), color="grey", linestyle="--", label="chance (balanced)")
-    right.set(xticks=positions, xticklabels=names, ylim=(0, 1), title="held-out linear probe (valid+test)")
-    right.legend()
+    right.axhline(np.mean(y_test == majority), color="black", linestyle=":",
+                  label="majority class of train (accuracy)")
+    right.axhline(1 / len(np.unique(y_test)), color="grey", linestyle="--", label="chance (balanced accuracy)")
+    right.set(xticks=positions, xticklabels=names, ylim=(0, 1), ylabel="score on valid+test regions",
+              title=f"Linear probe for the class: trained on {int(is_train.sum())} train regions, "
+                    f"scored on {int((~is_train).sum())}")
+    right.legend(fontsize=8)
     save_figure(figure, out / "regions.png")
     return out / "probe.csv"

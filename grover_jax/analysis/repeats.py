@@ -56,13 +56,17 @@ def analyze_repeats(model: GroverModel, store: TokenStore, out: Path,
 
     lengths = np.array([len(id_to_token[i]) for i in ids])
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    points = left.scatter(np.log10(total[ids]), fraction, c=lengths, s=12, cmap="viridis")
+    points = left.scatter(total[ids], fraction, c=lengths, s=12, cmap="viridis")
     figure.colorbar(points, ax=left, label="token length (nt)")
-    left.axhline(background, color="grey", linestyle="--", label=f"all tokens {background:.1%}")
-    left.set(xlabel="log10 occurrences", ylabel="fraction inside repeats", title="tokens in repeats")
+    left.axhline(background, color="grey", linestyle="--", label=f"all occurrences together: {background:.1%}")
+    left.set(xscale="log", xlabel="occurrences in the store (log scale)",
+             ylabel="fraction of occurrences inside repeats", title="Each token: how often it lies in a repeat")
     left.legend()
-    right.hist(fraction, bins=40, color="tab:blue")
-    right.axvline(background, color="grey", linestyle="--")
-    right.set(xlabel="fraction of occurrences inside repeats", ylabel="tokens")
+    right.hist(fraction, bins=40, color="tab:blue", label="tokens")
+    right.axvline(background, color="grey", linestyle="--", label=f"all occurrences together: {background:.1%}")
+    right.set(xlabel="fraction of occurrences inside repeats", ylabel="tokens",
+              title=f"Distribution over the {len(ids)} tokens")
+    right.legend()
+    figure.suptitle("Tokens in RepeatMasker repeats (an occurrence is inside when its middle base is)")
     save_figure(figure, out / "repeats.png")
     return out / "repeats.csv"

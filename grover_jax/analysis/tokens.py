@@ -15,6 +15,9 @@ from grover_jax.store import TokenStore
 from grover_jax.tokenizer import SPECIAL_TOKENS
 
 PROPERTIES = ("log10_count", "gc", "ag", "length")
+# The CSV keeps the short column names; a figure names each property for a reader.
+PROPERTY_LABELS = {"log10_count": "occurrences in the store (log10)", "gc": "GC fraction",
+                   "ag": "A+G fraction", "length": "token length (nt)"}
 
 
 def token_counts(store: TokenStore, vocab_size: int) -> np.ndarray:
@@ -82,15 +85,18 @@ def analyze_tokens(model: GroverModel, store: TokenStore, out: Path, n_component
     figure, panels = plt.subplots(2, 2, figsize=(10, 8), constrained_layout=True)
     for panel, prop in zip(panels.flat, PROPERTIES):
         points = panel.scatter(scores[:, 0], scores[:, 1], c=table[prop], s=12, cmap="viridis")
-        figure.colorbar(points, ax=panel, label=prop)
-        panel.set(xlabel=f"PC1 ({explained[0]:.1%})", ylabel=f"PC2 ({explained[1]:.1%})",
-                  title=f"{prop}: rho(PC1) {rhos[0, PROPERTIES.index(prop)]:+.2f}")
-    figure.suptitle(f"token embeddings ({len(vectors)} tokens)")
+        figure.colorbar(points, ax=panel, label=PROPERTY_LABELS[prop])
+        panel.set(xlabel=f"PC1 ({explained[0]:.1%} of variance)", ylabel=f"PC2 ({explained[1]:.1%} of variance)",
+                  title=f"{PROPERTY_LABELS[prop]}: Spearman's rho with PC1 {rhos[0, PROPERTIES.index(prop)]:+.2f}")
+    figure.suptitle(f"Input embeddings of the {len(vectors)} tokens that occur in the store, first two "
+                    "principal components")
     save_figure(figure, out / "tokens_pca.png")
 
     figure, panel = plt.subplots(figsize=(6, 0.5 * len(axes) + 1.5), constrained_layout=True)
     image = panel.imshow(rhos, cmap="coolwarm", vmin=-1, vmax=1)
-    panel.set(xticks=range(len(PROPERTIES)), xticklabels=PROPERTIES, yticks=range(len(axes)), yticklabels=list(axes))
+    panel.set(xticks=range(len(PROPERTIES)), yticks=range(len(axes)), yticklabels=[a.upper() for a in axes],
+              ylabel="embedding axis", title="What each embedding axis follows (Spearman's rho over tokens)")
+    panel.set_xticklabels([PROPERTY_LABELS[p].replace(" (", "\n(") for p in PROPERTIES], fontsize=8)
     for (a, p), rho in np.ndenumerate(rhos):
         panel.text(p, a, f"{rho:+.2f}", ha="center", va="center", fontsize=8)
     figure.colorbar(image, ax=panel, label="Spearman rho")

@@ -4,7 +4,8 @@ Each arm (a BPE cycle count, or a fixed k-mer tokenization) lives in <workdir>/a
 its vocab/, store/, pretrain/ and next_kmer/; an arm is finished when arm.json exists, and a
 finished arm is read back, not recomputed. Interrupted arms resume stage by stage (vocabulary and
 store are rebuilt only if absent, pretraining resumes from its checkpoint, next-k-mer keeps its
-finished ks). The sweep writes selection.csv, selection.md and selection.png and names the best arm.
+finished ks). The sweep writes selection.csv, selection.md and selection.png (and .svg) and names
+the best arm.
 """
 
 import csv
@@ -67,6 +68,8 @@ def _run_arm(name: str, arm_dir: Path, fasta, split_spec, config: ml_collections
         "next_kmer": {str(r["k"]): r["accuracy"] for r in rows},
         "majority": {str(r["k"]): r["majority_accuracy"] for r in rows},
         "markov": {str(r["k"]): r["markov_accuracy"] for r in rows},
+        "best_baseline_accuracy": {str(r["k"]): max(r["majority_accuracy"], r["markov_accuracy"]) for r in rows},
+        "minus_best_baseline_ci": {str(r["k"]): r["model_minus_best_baseline_ci"] for r in rows},
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -118,27 +121,52 @@ def selection_markdown(arms: list[dict], ks: list[int], best: str) -> str:
 
 
 def selection_plot(arms: list[dict], ks: list[int], path: Path) -> None:
+    """One panel per k: test accuracy of each BPE arm against its cycle count, each fixed k-mer arm
+    as a dotted line, and the two count baselines on the same examples (the same for every arm);
+    bars, where the arms recorded them, are the paired 95 % interval of model − best baseline,
+    drawn from the best baseline (a bar clear of the baseline is a difference)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     bpe = sorted((a for a in arms if a["kind"] == "bpe"), key=lambda a: a["cycles"])
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for index, k in enumerate(ks):
-        color = f"C{index}"
+    kmers = sorted((a for a in arms if a["kind"] == "kmer"), key=lambda a: a["kmer"])
+    reference = arms[0]
+    figure, panels = plt.subplots(1, len(ks), figsize=(3.3 * len(ks) + 0.6, 3.9), squeeze=False)
+    for panel, k in zip(panels[0], ks):
+        key = str(k)
         if bpe:
-            axis.plot([a["cycles"] for a in bpe], [a["next_kmer"][str(k)] for a in bpe], "o-", color=color,
-                      label=f"k={k}")
-        for arm in arms:
-            if arm["kind"] == "kmer":
-                axis.axhline(arm["next_kmer"][str(k)], color=color, linestyle=":", linewidth=1)
-    axis.set_xscale("log")
-    axis.set_xlabel("BPE cycles")
-    axis.set_ylabel("next-k-mer top-1 accuracy (test)")
-    axis.set_title("Vocabulary selection (dotted: fixed k-mer vocabularies)")
-    axis.legend()
-    figure.tight_layout()
+            cycles = [a["cycles"] for a in bpe]
+            panel.plot(cycles, [a["next_kmer"][key] for a in bpe], "o-", color="C0", label="BPE vocabulary (model)")
+            with_ci = [a for a in bpe if key in a.get("minus_best_baseline_ci", {})]
+            for arm in with_ci:
+                base = arm["best_baseline_accuracy"][key]
+                low, high = arm["minus_best_baseline_ci"][key]
+                panel.plot([arm["cycles"]] * 2, [base + low, base + high], color="C0", linewidth=1, alpha=0.6)
+            panel.set_xscale("log")
+            panel.set_xticks(cycles, [str(c) for c in cycles])  # the cycle counts run, as integers
+            panel.xaxis.set_minor_locator(NullLocator())
+            panel.set_xlim(min(cycles) / 1.5, max(cycles) * 1.5)
+        for index, arm in enumerate(kmers):
+            panel.axhline(arm["next_kmer"][key], color=f"C{index + 1}", linestyle=":", linewidth=1.5,
+                          label=f"fixed {arm['kmer']}-mer vocabulary (model)")
+        panel.axhline(reference["markov"][key], color="grey", linestyle="--", linewidth=1.2,
+                      label="Markov model of order k (baseline)")
+        panel.axhline(reference["majority"][key], color="black", linestyle="-.", linewidth=1,
+                      label="commonest train k-mer (baseline)")
+        panel.set_ylim(bottom=max(0.0, panel.get_ylim()[0]))  # an interval's tail below 0 is not an accuracy
+        panel.set_title(f"next {k} bases ({4**k:,} classes)")
+        panel.set_xlabel("BPE cycles (vocabulary size - 9)")
+    panels[0][0].set_ylabel("top-1 accuracy on the test examples")
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    if any("minus_best_baseline_ci" in a for a in bpe):
+        labels = [label + ("; bar: best baseline + 95 % paired interval of model - best baseline"
+                           if label.startswith("BPE") else "") for label in labels]
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.suptitle("Vocabulary selection: next-k-mer prediction after the same pretraining budget")
+    figure.tight_layout(rect=(0, 0.07 + 0.035 * ((len(labels) + 1) // 2), 1, 1))
     save_figure(figure, path)
 
 
