@@ -1,5 +1,6 @@
 """Shared fixtures. Tests read the bundled real chr20 slice (always present) and, where marked
-`shared_data`, the project's ../shared/data folder, skipping cleanly where it is absent."""
+`shared_data`, the project's larger real-data folder (GROVER_SHARED_DATA, by default `shared/data`
+beside the repository), skipping cleanly where it is absent."""
 
 import importlib.util
 import os
@@ -20,10 +21,11 @@ SHARED_DATA = Path(os.environ.get("GROVER_SHARED_DATA", REPO.parent / "shared" /
 
 
 def shared_file(relative: str) -> Path:
-    """A file of ../shared/data, or skip the test saying what is missing."""
+    """A file of the shared real-data folder, or skip the test saying what is missing (a test that
+    calls this carries the `shared_data` mark; tests/test_readme.py checks)."""
     path = SHARED_DATA / relative
     if not path.exists():
-        pytest.skip(f"needs ../shared/data/{relative} (the project's shared real data); absent here")
+        pytest.skip(f"needs {relative} of the shared real-data folder (GROVER_SHARED_DATA={SHARED_DATA}); absent here")
     return path
 
 

@@ -86,6 +86,7 @@ def test_max_token_length_caps_merges(bundled_genome):
     assert len(result.merges) == 200
 
 
+@pytest.mark.shared_data
 def test_whole_chr20_reproduces_the_measured_grover_vocabulary():
     """600 exact cycles on the whole of hg19 chr20 (GROVER.md §1.2b): first merges and counts,
     604 symbols, 14,634,064 tokens, mean 4.066 nt (paper: 4.07)."""

@@ -24,6 +24,7 @@ def test_bundled_slice_keeps_hg19_coordinates_and_splits_at_the_assembly_gap(bun
     assert set(np.unique(record.sequence[2_897_085:2_947_085]).tobytes()) == {ord("N")}
 
 
+@pytest.mark.shared_data
 def test_bundled_slice_matches_the_whole_chromosome_in_shared_data(bundled_genome):
     (chromosome,) = read_fasta(shared_file("genome/hg19_chr20.fa.gz"), keep_soft_mask=False)
     assert chromosome.chromosome == "chr20"
