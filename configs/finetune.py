@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.baselines = ml_collections.ConfigDict()
     config.baselines.kmer_k = 4  # k-mer counts for the logistic regression
-    config.baselines.l2_grid = (1e-4, 1e-3, 1e-2, 1e-1)  # picked on valid
+    config.baselines.c_grid = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # inverse L2 strength, picked on valid
     config.baselines.cnn_channels = 64
     config.baselines.cnn_kernel = 9
     config.baselines.cnn_learning_rate = 1e-3

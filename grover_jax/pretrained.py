@@ -75,8 +75,12 @@ def load_pretrained(path: str | Path, step: int | Literal["best", "latest"] = "b
     for required in ("config.json", "tokenizer.json", "checkpoints"):
         if not (run_dir / required).exists():
             raise PretrainedError(f"{run_dir}: not a pretraining run folder ({required} is missing)")
-    config = ml_collections.ConfigDict(json.loads((run_dir / "config.json").read_text()))
-    model_config = BertConfig.from_config(config.model)
+    try:
+        config = ml_collections.ConfigDict(json.loads((run_dir / "config.json").read_text()))
+        config.data.store = _resolve_store(run_dir, config.data.get("store", ""))
+        model_config = BertConfig.from_config(config.model)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # not JSON, not a run's config
+        raise PretrainedError(f"{run_dir / 'config.json'}: unreadable ({type(error).__name__}: {error})") from None
     manager = ocp.CheckpointManager(
         (run_dir / "checkpoints").absolute(), item_names=("state", "data", "meta"),
         options=ocp.CheckpointManagerOptions(create=False),
@@ -94,12 +98,26 @@ def load_pretrained(path: str | Path, step: int | Literal["best", "latest"] = "b
             raise PretrainedError(f"{run_dir / 'checkpoints'}: no step {step} (have {sorted(steps)})")
         chosen = int(step)
     # The state is restored as saved (params + optimizer state); only params are kept.
-    restored = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    try:
+        restored = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    except Exception as error:  # noqa: BLE001 (orbax and tensorstore raise many types for damaged files)
+        raise PretrainedError(f"{run_dir / 'checkpoints' / str(chosen)}: damaged checkpoint "
+                              f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    finally:
+        manager.close()
     params = restored["state"]["params"]
-    manager.close()
     params = jax.tree.map(lambda x: jax.device_get(x), params)
     return Pretrained(params=params, model_config=model_config, config=config,
                       tokenizer_path=run_dir / "tokenizer.json", step=chosen, run_dir=run_dir)
+
+
+def _resolve_store(run_dir: Path, recorded: str) -> str:
+    """The run's token store: recorded absolute (since pretraining records it so), or relative to
+    the run folder; runs written before that hold a path relative to the folder they were launched
+    from, which still resolves from there."""
+    if not recorded or Path(recorded).is_absolute() or not (run_dir / recorded).exists():
+        return recorded
+    return str(run_dir / recorded)
 
 
 def _is_hf_folder(path: Path) -> bool:

@@ -351,3 +351,223 @@ def test_an_unknown_task_is_named_before_the_checkpoint_is_read(how, capsys, tmp
     line = assert_one_line_error(code, stderr, "promoterz", "unknown task")
     assert "prom300, promscan, ctcf" in line
     assert not (tmp_path / "ft").exists()
+
+
+# --- fixtures for the probes that need a model: a pretraining run of two steps --------------------------
+
+
+SMALL_ENCODER = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
+                 "model.max_position_embeddings=64", "data.seq_len=32", "train.batch_size=8", "data.eval_batches=1",
+                 "train.num_steps=2", "train.eval_every=2", "train.checkpoint_every=2", "train.warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def small_store(vocabulary, tmp_path_factory) -> Path:
+    """30 kb of real chr20 (5 kb valid, 5 kb test) tokenized with the 3-cycle vocabulary."""
+    from grover_jax.programs.vocabulary import build_token_store
+
+    root = tmp_path_factory.mktemp("small_store")
+    fasta = write_fasta(root / "chr20.fa", [("chr20", real_bases(30_000))])
+    return build_token_store([str(fasta)], vocabulary / "tokenizer.json", root / "store",
+                             "valid=chr20:20001-25000;test=chr20:25001-30000", progress=False)
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(small_store, tmp_path_factory) -> Path:
+    """A pretraining run folder (config.json, tokenizer.json, checkpoints/) of a one-layer encoder
+    trained two steps: enough for every program that starts from a pretrained model to start."""
+    from grover_jax.configuration import load_config
+    from grover_jax.programs.pretrain import pretrain
+
+    run = tmp_path_factory.mktemp("pretrained") / "run"
+    launch = Path.cwd()
+    os.chdir(small_store.parent)  # as a user types it: `grover pretrain --store store` beside the store
+    try:
+        pretrain(load_config("tiny", SMALL_ENCODER), run, small_store.name, progress=False)
+    finally:
+        os.chdir(launch)
+    return run
+
+
+@pytest.fixture
+def task_cache(tmp_path, monkeypatch) -> Path:
+    """The task-dataset cache of these tests (not the user's ~/.cache)."""
+    monkeypatch.setenv("GROVER_JAX_TASKS", str(tmp_path / "task_cache"))
+    return tmp_path / "task_cache"
+
+
+# --- 11. damaged files a program reads: a store's index.json, a tokenizer.json --------------------------
+
+
+DAMAGED_INDEXES = {
+    "not JSON": lambda index: "{'format': ",
+    "not an object": lambda index: "[1, 2]",
+    "no n_tokens": lambda index: {k: v for k, v in index.items() if k != "n_tokens"},
+    "n_tokens a string": lambda index: {**index, "n_tokens": "many"},
+    "a contig without end": lambda index: {**index, "contigs": [{k: v for k, v in c.items() if k != "end"}
+                                                                for c in index["contigs"]]},
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_INDEXES))
+def test_a_damaged_store_index_is_named_before_a_run_folder_is_made(damage, small_store, capsys, tmp_path):
+    import json
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(small_store, store)
+    damaged = DAMAGED_INDEXES[damage](json.loads((store / "index.json").read_text()))
+    (store / "index.json").write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    before = fingerprint(store)
+    code, stderr = grover(capsys, "pretrain", "--workdir", str(tmp_path / "run"), "--store", str(store),
+                          *[a for override in SMALL_ENCODER for a in ("--set", override)])
+    assert_one_line_error(code, stderr, str(store / "index.json"))
+    assert not (tmp_path / "run").exists()
+    assert fingerprint(store) == before
+
+
+NOT_BPE_TOKENIZERS = {
+    "a list": "[]",
+    "vocab a list": '{"model": {"type": "BPE", "vocab": ["A", "C"], "merges": []}}',
+    "WordPiece": '{"model": {"type": "WordPiece", "vocab": {"A": 0, "C": 1, "G": 2, "T": 3}}}',
+    "a field the tokenizers library refuses": '{"model": {"type": "BPE", "vocab": {"A": 0, "C": 1, "G": 2, "T": 3},'
+                                              ' "merges": [], "dropout": "some"}}',
+}
+
+
+@pytest.mark.parametrize("damage", sorted(NOT_BPE_TOKENIZERS))
+def test_a_tokenizer_json_that_is_not_a_bpe_tokenizer_is_named(damage, capsys, tmp_path):
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text(NOT_BPE_TOKENIZERS[damage])
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(600))])
+    code, stderr = grover(capsys, "store", "--fasta", str(fasta), "--tokenizer", str(tokenizer),
+                          "--out", str(tmp_path / "store"))
+    assert_one_line_error(code, stderr, str(tokenizer), "tokenizer")
+    assert_nothing_complete(tmp_path / "store")
+
+
+# --- 12. fine-tuning: the checkpoint checked first, task data that cannot be read, nothing left behind ---
+
+
+def test_finetune_with_a_wrong_checkpoint_leaves_nothing_in_the_current_folder(task_cache, capsys, tmp_path,
+                                                                              monkeypatch):
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    monkeypatch.chdir(launch)
+    code, stderr = grover(capsys, "finetune", "--checkpoint", str(tmp_path / "no_run"), "--out", "ft")
+    assert_one_line_error(code, stderr, str(tmp_path / "no_run"), "not a pretraining run folder")
+    assert list(launch.iterdir()) == []
+    assert not task_cache.exists()
+
+
+def _truncated_gzip(path: Path, text: str) -> Path:
+    import gzip
+
+    path.write_bytes(gzip.compress(text.encode(), mtime=0)[:-12])
+    return path
+
+
+def _labelled_csv(rows: int = 30) -> str:
+    return "sequence,label\n" + "".join(f"{real_bases(200, 33_000_000 + 1000 * i)},{i % 2}\n" for i in range(rows))
+
+
+def _labelled_bed(rows: int = 30) -> str:
+    return "".join(f"chr20\t{33_000_000 + 1000 * i}\t{33_000_300 + 1000 * i}\t{'AB'[i % 2]}\n" for i in range(rows))
+
+
+BAD_TASK_FILES = {
+    "truncated csv.gz": lambda folder: ["--task", str(_truncated_gzip(folder / "labels.csv.gz", _labelled_csv()))],
+    "truncated bed.gz": lambda folder: ["--fasta", str(bundled.FASTA), "--bed",
+                                        str(_truncated_gzip(folder / "labels.bed.gz", _labelled_bed()))],
+    "non-UTF-8 bed": lambda folder: ["--fasta", str(bundled.FASTA), "--bed", str(_write_bytes(
+        folder / "labels.bed", _labelled_bed(3).encode() + b"chr20\t33100000\t33100300\tn\xe9gatif\n"))],
+}
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("damage", sorted(BAD_TASK_FILES))
+def test_unreadable_task_data_is_one_line_and_builds_no_dataset(damage, pretrained_run, task_cache, capsys,
+                                                                tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    args = BAD_TASK_FILES[damage](inputs)
+    before = fingerprint(inputs, pretrained_run)
+    code, stderr = grover(capsys, "finetune", "--checkpoint", str(pretrained_run), *args,
+                          "--out", str(tmp_path / "ft"))
+    line = assert_one_line_error(code, stderr, str(next(inputs.iterdir())))
+    assert ("line 4" in line and "not UTF-8" in line) if damage == "non-UTF-8 bed" else "truncated gzip" in line
+    assert not (tmp_path / "ft").exists()
+    assert not task_cache.exists()
+    assert fingerprint(inputs, pretrained_run) == before
+
+
+def test_a_task_error_is_the_only_line_a_user_sees(pretrained_run, tmp_path):
+    """As typed in a shell: no absl warning dumping the dataset's BuilderConfig before the error."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("sequence,label\n" + "".join(f"{real_bases(100, 33_000_000 + 500 * i)},same\n"
+                                                   for i in range(20)))
+    env_cache = {"GROVER_JAX_TASKS": str(tmp_path / "task_cache")}
+    result = subprocess.run([sys.executable, "-m", "grover_jax.cli", "finetune", "--checkpoint", str(pretrained_run),
+                             "--task", str(labels), "--out", str(tmp_path / "ft")],
+                            capture_output=True, text=True, check=False, env={**os.environ, **env_cache})
+    assert_one_line_error(result.returncode, result.stderr, str(labels), "one class")
+    assert "Downloading" not in result.stdout
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "task_cache").exists()
+
+
+def test_a_csv_sequence_longer_than_the_csv_modules_field_limit_is_read_whole(tmp_path):
+    from grover_jax.data.tasks.user import read_csv_task
+
+    long = real_bases(150_000, 33_100_000)  # the csv module's default cap is 131,072 characters
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"sequence,label\n{long},1\n{real_bases(300)},0\n")
+    examples, names = read_csv_task(labels)
+    assert [len(e.sequence) for e in examples] == [150_000, 300] and names == ["0", "1"]
+    assert examples[0].sequence == long.upper()
+
+
+# --- 13. paths a run folder records resolve from any folder -------------------------------------------
+
+
+def test_a_run_launched_with_a_relative_store_is_usable_from_another_folder(pretrained_run, small_store, capsys,
+                                                                            tmp_path, monkeypatch):
+    import json
+
+    assert json.loads((pretrained_run / "config.json").read_text())["data"]["store"] == str(small_store)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, stderr = grover(capsys, "mlm-eval", "--checkpoint", str(pretrained_run), "--windows", "2")
+    assert code == 0, stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("recorded", ["relative to the run folder", "relative to the launch folder"])
+def test_a_store_path_recorded_relative_resolves_as_before(recorded, pretrained_run, small_store, tmp_path,
+                                                          monkeypatch):
+    """Run folders written before paths were recorded absolute: a path relative to the run folder
+    resolves from anywhere; one relative to where pretraining was launched, from there."""
+    import json
+    import shutil
+
+    from grover_jax.pretrained import load_pretrained
+
+    run = tmp_path / "runs" / "default" / "pretrain"
+    shutil.copytree(pretrained_run, run)
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    (tmp_path / "runs" / "default" / "store").symlink_to(small_store)
+    (launch / "my_store").symlink_to(small_store)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["store"] = "../store" if recorded == "relative to the run folder" else "my_store"
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(launch)
+    store = load_pretrained(run).config.data.store
+    assert Path(store).resolve() == small_store.resolve()
+    if recorded == "relative to the run folder":
+        monkeypatch.chdir(tmp_path)
+        assert Path(load_pretrained(run).config.data.store).resolve() == small_store.resolve()

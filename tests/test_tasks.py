@@ -152,18 +152,19 @@ BAD_CSVS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CSVS))
-def test_bad_user_csv_is_one_line_naming_file_line_and_field(tmp_path, case, capsys):
+def test_bad_user_csv_is_one_line_naming_file_line_and_field(tmp_path, case, capsys, pretrained_run):
     text, expected = BAD_CSVS[case]
     path = tmp_path / "bad.csv"
     path.write_text(text)
     with pytest.raises(TaskDataError) as error:
         prepare_task(TaskSpec("user", csv=str(path)), tmp_path / "data")
     assert expected in str(error.value)
-    code = main(["finetune", "--checkpoint", str(tmp_path / "no_run"), "--task", str(path),
+    code = main(["finetune", "--checkpoint", str(pretrained_run), "--task", str(path),
                  "--out", str(tmp_path / "ft"), "--set", f"task.data_dir={tmp_path / 'data'}"])
     stderr = capsys.readouterr().err.strip()
     assert code == 2
     assert stderr.count("\n") == 0 and stderr.startswith("grover: error: ") and expected in stderr
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "data").exists()
 
 
 def test_bed_without_label_column_is_one_line(tmp_path, bundled_slice_fasta):

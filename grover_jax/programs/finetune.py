@@ -117,12 +117,12 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
              baselines: bool = False, log: Callable[[str], None] = print) -> dict:
     """Fine-tune the encoder of pretraining run `checkpoint` on `config.task`; results in `out`."""
     out = Path(out)
-    # The task first: bad data stops the run before any model is read.
-    tokenizer_path = run_folder(checkpoint) / "tokenizer.json"
-    spec = task_spec(config.task, tokenizer_path, config.seed)
-    data = prepare_task(spec, config.task.data_dir)
+    # Both inputs before anything is written: the checkpoint, then the task (built in the task
+    # cache, not here); `out` is made only once both are usable.
     pretrained = load_pretrained(checkpoint)
     tokenizer = load_tokenizer(pretrained.tokenizer_path)
+    spec = task_spec(config.task, pretrained.tokenizer_path, config.seed)
+    data = prepare_task(spec, config.task.data_dir)
     num_classes = len(data.class_names)
     log(f"task {spec.task} ({spec.source}) from {data.data_dir}: labels {data.report['labels']}")
 

@@ -151,7 +151,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
         raise ConfigError("no token store: pass --store STORE (or set data.store); `grover store` builds one")
     store = open_store(store_path or config.data.store)
     config = ml_collections.ConfigDict(config.to_dict())
-    config.data.store = str(store.path)
+    # Recorded absolute, so the run folder's config.json names its store from any folder
+    # (`grover next-kmer --checkpoint /abs/run` run elsewhere).
+    config.data.store = str(store.path.absolute())
     config.model.vocab_size = store.vocab_size
     is_main = jax.process_index() == 0
 

@@ -47,12 +47,7 @@ class TokenStore:
             raise StoreError(f"{self.path}: no such token store directory")
         if not index_path.exists():
             raise StoreError(f"{self.path}: incomplete token store (no index.json): an interrupted build? rebuild it")
-        try:
-            self.index = json.loads(index_path.read_text())
-        except json.JSONDecodeError as error:
-            raise StoreError(f"{index_path}: unreadable ({error})") from None
-        if self.index.get("format") != STORE_FORMAT:
-            raise StoreError(f"{index_path}: not a grover token store index")
+        self.index = _read_index(index_path, STORE_FORMAT)
         try:
             self.tokens = np.load(self.path / "tokens.npy", mmap_mode="r")
             self.starts = np.load(self.path / "starts.npy", mmap_mode="r")
@@ -68,7 +63,7 @@ class TokenStore:
 
     def _read_contigs_and_tokenizer(self) -> None:
         """Contig table and the tokenizer the ids refer to (checked against the index's sha256)."""
-        self.contigs = self.index["contigs"]
+        self.contigs = _rows(self.index, "contigs", self.path / "index.json", CONTIG_FIELDS)
         self._offsets = np.array([c["token_offset"] for c in self.contigs], dtype=np.int64)
         self._ends = np.array([c["end"] for c in self.contigs], dtype=np.int64)
         self.tokenizer = load_tokenizer(self.path / "tokenizer.json")
@@ -174,10 +169,8 @@ class ShardedTokenStore(TokenStore):
         index_path = self.path / "index.json"
         if not index_path.exists():
             raise StoreError(f"{self.path}: incomplete sharded store (no index.json): run the build again")
-        self.index = json.loads(index_path.read_text())
-        if self.index.get("format") != SHARDED_FORMAT:
-            raise StoreError(f"{index_path}: not a sharded grover token store index")
-        self.shards = self.index["shards"]
+        self.index = _read_index(index_path, SHARDED_FORMAT)
+        self.shards = _rows(self.index, "shards", index_path, ("name", "path", "token_offset", "n_tokens"))
         self.shard_offsets = np.array([s["token_offset"] for s in self.shards], dtype=np.int64)
         self._read_contigs_and_tokenizer()
         self._open: dict[int, TokenStore] = {}
@@ -211,11 +204,57 @@ class ShardedTokenStore(TokenStore):
         return np.asarray(self.tokens[token_index : token_index + length], dtype=np.int32)
 
 
+# The fields every reader of an index relies on, with their JSON types: checked when a store opens,
+# so a damaged index.json is one line naming the field, not a KeyError deep in training.
+_INDEX_FIELDS = {STORE_FORMAT: {"n_tokens": int, "vocab_size": int, "contigs": list, "tokenizer": dict},
+                 SHARDED_FORMAT: {"n_tokens": int, "vocab_size": int, "contigs": list, "tokenizer": dict,
+                                  "shards": list}}
+
+
+def _read_index(index_path: Path, store_format: str) -> dict:
+    """index.json of a store of `store_format`, refused in one line if it is not JSON, not that
+    format, or lacks a field the readers use."""
+    try:
+        index = json.loads(index_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StoreError(f"{index_path}: unreadable ({error}): rebuild the store") from None
+    if not isinstance(index, dict) or index.get("format") != store_format:
+        kind = "sharded grover token store" if store_format == SHARDED_FORMAT else "grover token store"
+        raise StoreError(f"{index_path}: not a {kind} index")
+    for field, kind in _INDEX_FIELDS[store_format].items():
+        if field not in index:
+            raise StoreError(f"{index_path}: damaged (no field {field!r}): rebuild the store")
+        if not isinstance(index[field], kind) or isinstance(index[field], bool):
+            raise StoreError(f"{index_path}: damaged (field {field!r} is {str(index[field])[:40]!r}, "
+                             f"not {'an object' if kind is dict else 'a list' if kind is list else 'an integer'})"
+                             ": rebuild the store")
+    if not isinstance(index["tokenizer"].get("sha256"), str):
+        raise StoreError(f"{index_path}: damaged (no tokenizer sha256): rebuild the store")
+    return index
+
+
+CONTIG_FIELDS = ("chromosome", "start", "end", "split", "token_offset", "n_tokens")
+
+
+def _rows(index: dict, table: str, index_path: Path, fields: tuple[str, ...]) -> list[dict]:
+    """index[table], each row an object holding `fields` (integers where the name says so)."""
+    for number, row in enumerate(index[table]):
+        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
+        wrong = [f for f in fields if f not in missing and f in ("start", "end", "token_offset", "n_tokens")
+                 and (not isinstance(row[f], int) or isinstance(row[f], bool))]
+        if missing or wrong:
+            raise StoreError(f"{index_path}: damaged ({table}[{number}] "
+                             + (f"lacks {', '.join(missing)}" if missing else f"{wrong[0]} is not an integer")
+                             + "): rebuild the store")
+    return index[table]
+
+
 def is_sharded_store(path: str | Path) -> bool:
     index_path = Path(path) / "index.json"
     try:
-        return json.loads(index_path.read_text()).get("format") == SHARDED_FORMAT
-    except (OSError, json.JSONDecodeError):
+        index = json.loads(index_path.read_text())
+        return isinstance(index, dict) and index.get("format") == SHARDED_FORMAT
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return False
 
 

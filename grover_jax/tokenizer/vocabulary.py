@@ -128,12 +128,17 @@ def load_tokenizer(path: str | Path) -> GenomeTokenizer:
     try:
         spec = json.loads(raw)
         model = spec["model"]
+        if model.get("type", "BPE") not in ("BPE", "WordLevel"):
+            raise ValueError(f"model type {model['type']!r}")
         vocab = {str(k): int(v) for k, v in model["vocab"].items()}
         kmer = kmer_size(spec)
         merges = [] if kmer else [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-        hf = Tokenizer.from_str(raw.decode("utf-8"))
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise TokenizerFileError(f"{path}: not a BPE or k-mer tokenizer.json ({error})") from None
+    try:
+        hf = Tokenizer.from_str(raw.decode("utf-8"))
+    except Exception as error:  # noqa: BLE001 (the tokenizers library raises its parse errors as Exception)
+        raise TokenizerFileError(f"{path}: not a tokenizer.json the tokenizers library reads ({error})") from None
     missing = [b for b in BASES if b not in vocab]
     if missing:
         raise TokenizerFileError(f"{path}: the vocabulary lacks the base token(s) {', '.join(missing)}")

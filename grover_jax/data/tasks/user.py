@@ -6,6 +6,8 @@ import gzip
 import hashlib
 import io
 import re
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from grover_jax.data.tasks.construction import Example
@@ -21,7 +23,10 @@ _SPLIT_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "dev"
 def _read_text(path: Path) -> str:
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise TaskDataError(path, f"damaged or truncated gzip ({error})") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -62,7 +67,17 @@ def read_csv_task(path: str | Path) -> tuple[list[Example], list[str]]:
     text = _read_text(path)
     if not text.strip():
         raise TaskDataError(path, "empty file (expected a header line 'sequence,label')")
+    # A sequence is one field, and may be longer than the csv module's default cap of 131,072
+    # characters: no field can be longer than the file.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _read_csv_rows(path, reader)
+    except csv.Error as error:
+        raise TaskDataError(path, f"not readable as CSV ({error})", reader.line_num) from None
+
+
+def _read_csv_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[Example], list[str]]:
     header = [name.strip().lower() for name in next(reader)]
     for required in ("sequence", "label"):
         if required not in header:
