@@ -104,6 +104,28 @@ def test_keeps_the_last_n_and_the_best_validation_loss(tmp_path, setup):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["2", "5", "6"]
 
 
+def test_a_resume_that_changes_the_arithmetic_says_it_is_not_bit_identical(tmp_path, setup):
+    config, mesh, model, tx, state = setup
+    checkpointer = train.Checkpointer(tmp_path, config, TOKENIZER_SHA)
+    checkpointer.save(2, state, {"cursor": 0})
+    checkpointer.close()
+
+    cadence = small_config()
+    cadence.train.log_every, cadence.data.eval_batches = 1, 3  # cannot change a bit of training
+    assert train.Checkpointer(tmp_path, cadence, TOKENIZER_SHA).resume_differences(2) == []
+
+    kernel = small_config()
+    kernel.model.attention_implementation = "blockwise" if config.model.attention_implementation != "blockwise" else "xla"
+    kernel.train.mlm_head_on_targets = not config.train.mlm_head_on_targets
+    resumed = train.Checkpointer(tmp_path, kernel, TOKENIZER_SHA)
+    restored, _ = resumed.restore(train.abstract_train_state(model, tx, mesh))  # allowed ...
+    assert int(restored.step) == 2
+    differences = resumed.resume_differences(2)  # ... and named, with why
+    assert [d.split(" ")[0] for d in differences] == ["model.attention_implementation", "train.mlm_head_on_targets"]
+    assert f"{config.model.attention_implementation!r} -> {kernel.model.attention_implementation!r}" in differences[0]
+    assert "1e-5" in differences[0]
+
+
 def test_grad_accumulation_may_change_on_resume_only_without_dropout():
     from grover_jax.train.checkpoint import _config_json, _resume_fields
 

@@ -172,6 +172,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path, store_path:
         step = int(data_state["step"])
         if is_main:
             print(f"resuming from step {step} ({workdir / 'checkpoints'})")
+            differences = checkpoints.resume_differences(checkpoints.latest_step())
+            if differences:
+                print(f"note: this resume is not bit-identical to an uninterrupted run: {'; '.join(differences)}")
     else:
         state, _ = create_train_state(model, optimizer, mesh, config.seed)
     if is_main:

@@ -29,15 +29,11 @@ from grover_jax.errors import GroverError
 # the model, the data it sees or the optimizer trajectory. Sections outside these (genome, bpe,
 # mesh, other programs' settings) do not enter pretraining, or are pinned by the tokenizer hash.
 RESUME_SECTIONS = ("seed", "model", "data", "train")
-# Inside those sections, fields that may change on resume: memory/layout knobs that leave the
-# numbers the same (remat, the attention kernel, where the MLM head runs), bookkeeping
-# cadence, and where the token store lives. num_steps is *not* free: the learning-rate decay
-# ends at num_steps, so changing it changes every later update. grad_accum_steps is free only
-# without dropout: the accumulation is exact, but dropout keys are drawn per micro-batch.
+# Inside those sections, fields that may change on resume without changing a single bit of the
+# trajectory: bookkeeping cadence, evaluation size, and where the token store lives. num_steps is
+# *not* free: the learning-rate decay ends at num_steps, so changing it changes every later update.
 RESUME_FREE_FIELDS = frozenset(
     {
-        "model.remat",
-        "model.attention_implementation",
         "data.store",
         "data.eval_batches",
         "train.log_every",
@@ -45,9 +41,18 @@ RESUME_FREE_FIELDS = frozenset(
         "train.checkpoint_every",
         "train.keep_checkpoints",
         "train.peak_flops",
-        "train.mlm_head_on_targets",
     }
 )
+# Fields that may change on resume although the same arithmetic then rounds differently, so the
+# resumed run is no longer bit-identical to an uninterrupted one: memory and layout knobs. A
+# resume that changes one says so in one line (`resume_differences`). grad_accum_steps is one
+# only without dropout; with dropout, keys are drawn per micro-batch and it must match.
+RESUME_INEXACT_FIELDS = {
+    "model.remat": "activations recomputed in the backward pass may round differently",
+    "model.attention_implementation": "another attention kernel: outputs agree to about 1e-5",
+    "train.mlm_head_on_targets": "the MLM head gathered differently: the loss agrees to about 1e-5",
+    "train.grad_accum_steps": "gradients summed over other micro-batches: they agree to about 1e-5",
+}
 _VALID_LOSS = "valid_loss"
 
 
@@ -59,13 +64,17 @@ def _config_json(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json_best_effort())
 
 
+def _inexact_fields(config_json: dict) -> set[str]:
+    model = config_json.get("model", {})
+    if model.get("hidden_dropout") or model.get("attention_dropout"):
+        return set(RESUME_INEXACT_FIELDS) - {"train.grad_accum_steps"}
+    return set(RESUME_INEXACT_FIELDS)
+
+
 def _resume_fields(config_json: dict) -> dict[str, Any]:
     """{"model.hidden_size": 768, …} for the fields that must match on resume."""
     fields = {}
-    free = set(RESUME_FREE_FIELDS)
-    model = config_json.get("model", {})
-    if not model.get("hidden_dropout") and not model.get("attention_dropout"):
-        free.add("train.grad_accum_steps")  # without dropout the accumulation is exact
+    free = RESUME_FREE_FIELDS | _inexact_fields(config_json)
 
     def walk(prefix: str, value: Any):
         if isinstance(value, dict):
@@ -180,6 +189,20 @@ class Checkpointer:
                 + "; ".join(problems)
             )
         return meta
+
+    def resume_differences(self, step: int) -> list[str]:
+        """The fields of RESUME_INEXACT_FIELDS that differ from the checkpoint's, each with why the
+        resumed run is then not bit-identical to an uninterrupted one (empty: it is)."""
+        meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        inexact = _inexact_fields(meta["config"]) & _inexact_fields(self._config_json)
+
+        def value(config_json: dict, key: str) -> Any:
+            section, name = key.split(".")
+            return config_json.get(section, {}).get(name, "<absent>")
+
+        return [f"{key} {value(meta['config'], key)!r} -> {value(self._config_json, key)!r} "
+                f"({RESUME_INEXACT_FIELDS[key]})"
+                for key in sorted(inexact) if value(meta["config"], key) != value(self._config_json, key)]
 
     def restore(
         self, abstract_state: TrainState, step: int | None = None
