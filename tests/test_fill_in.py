@@ -129,6 +129,18 @@ def test_paired_bootstrap_matches_a_hand_computed_case():
     assert ungrouped["low"] == pytest.approx(1 / 3) and ungrouped["high"] == 1.0
 
 
+def test_paired_bootstrap_interval_has_the_asked_level_with_half_the_rest_in_each_tail():
+    # Differences (1, 1, 0, 0), resampled one by one: the mean is k/4 with k ~ Binomial(4, 1/2), so
+    # P = 1/16, 4/16, 6/16, 4/16, 1/16 for 0, 1/4, 1/2, 3/4, 1. A 90 % interval leaves 5 % in each
+    # tail: 0 to 1 (a 10 % tail each side would give 1/4 to 3/4); a 50 % interval, 1/4 to 3/4 (a
+    # level read as 95 % would give 0 to 1, a 25 % tail read as 50 % would give 1/2 to 1/2).
+    a, b = np.array([1, 1, 0, 0]), np.zeros(4)
+    ninety = paired_bootstrap(a, b, n_resamples=20000, level=0.9, seed=2)
+    assert (ninety["low"], ninety["high"]) == (0.0, 1.0)
+    half = paired_bootstrap(a, b, n_resamples=20000, level=0.5, seed=2)
+    assert (half["low"], half["high"]) == (0.25, 0.75)
+
+
 def test_paired_bootstrap_pairs_the_resamples():
     rng = np.random.default_rng(0)
     shared = rng.normal(size=2000)

@@ -92,15 +92,21 @@ def test_predict_refuses_a_folder_that_is_not_a_finetuning_run(tmp_path, capsys)
 
 
 def test_class_weighted_loss_counts_each_class_equally():
-    labels = np.array([0, 0, 0, 1])
-    weights = class_weights(labels, 2, weighted=True)
+    train_labels = np.array([0, 0, 0, 1])
+    weights = class_weights(train_labels, 2, weighted=True)
     np.testing.assert_allclose(weights, [4 / 6, 4 / 2])
-    logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.0]])
-    batch = {"labels": jnp.asarray(labels), "weights": jnp.array([1.0, 1.0, 1.0, 0.0])}  # last row is padding
-    nll = -np.log(np.exp(np.asarray(logits))[np.arange(4), labels] / np.exp(np.asarray(logits)).sum(axis=1))
-    expected = (weights[0] * nll[:3].sum()) / (3 * weights[0])
+    # Both classes among the real rows (the last row is padding, with a large loss of its own).
+    logits = jnp.array([[2.0, 0.0], [1.0, 0.0], [1.0, 1.0], [5.0, 0.0]])
+    labels = np.array([0, 1, 0, 1])
+    batch = {"labels": jnp.asarray(labels), "weights": jnp.array([1.0, 1.0, 1.0, 0.0])}
+    nll = [np.log1p(np.exp(-2.0)), np.log1p(np.exp(1.0)), np.log(2.0)]  # -log softmax, by hand
+    expected = (2 / 3 * nll[0] + 2 * nll[1] + 2 / 3 * nll[2]) / (2 / 3 + 2 + 2 / 3)
     assert float(weighted_loss(logits, batch, jnp.asarray(weights))) == pytest.approx(expected, rel=1e-6)
-    assert np.array_equal(class_weights(labels, 2, weighted=False), [1.0, 1.0])
+    # Unweighted: the plain mean over the real rows, which the weighting moves towards the rare class.
+    ones = class_weights(train_labels, 2, weighted=False)
+    assert np.array_equal(ones, [1.0, 1.0])
+    assert float(weighted_loss(logits, batch, jnp.asarray(ones))) == pytest.approx(np.mean(nll), rel=1e-6)
+    assert expected - np.mean(nll) > 0.2
 
 
 def test_classifier_params_keep_the_pretrained_encoder_and_draw_a_new_head(pretrained_run):

@@ -53,3 +53,13 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
     point = classification_metrics(labels, probabilities)
     for name, (low, high) in first.items():
         assert low <= point[name] <= high, name
+
+
+def test_bootstrap_intervals_have_the_asked_level_with_half_the_rest_in_each_tail():
+    # Two right and two wrong answers: a resample's accuracy is k/4, k ~ Binomial(4, 1/2), so
+    # P = 1/16, 4/16, 6/16, 4/16, 1/16 for 0, 1/4, 1/2, 3/4, 1. A 90 % interval leaves 5 % in each
+    # tail: 0 to 1 (a 10 % tail each side would give 1/4 to 3/4); a 50 % interval, 1/4 to 3/4.
+    labels = np.array([0, 0, 1, 1])
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])  # right, wrong, right, wrong
+    assert bootstrap_intervals(labels, probabilities, n_resamples=5000, level=0.9, seed=1)["accuracy"] == (0.0, 1.0)
+    assert bootstrap_intervals(labels, probabilities, n_resamples=5000, level=0.5, seed=1)["accuracy"] == (0.25, 0.75)
