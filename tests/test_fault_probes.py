@@ -571,3 +571,25 @@ def test_a_store_path_recorded_relative_resolves_as_before(recorded, pretrained_
     if recorded == "relative to the run folder":
         monkeypatch.chdir(tmp_path)
         assert Path(load_pretrained(run).config.data.store).resolve() == small_store.resolve()
+
+
+# --- 14. a file the server does not have is reported at once, not retried ---------------------------
+
+
+def test_a_listed_file_the_server_lacks_is_one_line_after_one_request(source_folder, capsys, tmp_path):
+    import time
+
+    from test_fetch import GenomeServer
+
+    md5sum = (source_folder / "md5sum.txt").read_bytes()
+    server = GenomeServer({"md5sum.txt": md5sum})  # chr20.fa.gz is listed but answers 404
+    try:
+        started = time.monotonic()
+        code, stderr = grover(capsys, "data", "fetch", server.url, "--out", str(tmp_path / "genome"), "--quiet")
+        seconds = time.monotonic() - started
+    finally:
+        server.close()
+    assert_one_line_error(code, stderr, "chr20.fa.gz", "HTTP 404")
+    assert [name for name, _ in server.requests] == ["md5sum.txt", "chr20.fa.gz"]  # no retries of a 404
+    assert seconds < 5  # the retries slept 1 + 2 + 4 s
+    assert not any(p.name.endswith(".fa.gz") for p in (tmp_path / "genome").glob("*"))

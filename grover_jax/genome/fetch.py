@@ -41,6 +41,20 @@ class FetchError(GroverError, RuntimeError):
     """One line a person can act on, e.g. `chr20.fa.gz: md5 mismatch ...`."""
 
 
+class TransientFetchError(FetchError):
+    """A failure that may pass if tried again (no connection, a dropped one, HTTP 5xx, 408, 429):
+    the only kind a fetch retries. A 404 or 403 is reported at once."""
+
+
+# HTTP statuses that say "not now" rather than "not here": worth a retry.
+_TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def _http_error(url: str, error: urllib.error.HTTPError) -> FetchError:
+    kind = TransientFetchError if error.code in _TRANSIENT_HTTP else FetchError
+    return kind(f"{url}: HTTP {error.code} {error.reason}")
+
+
 @dataclass(frozen=True)
 class FetchItem:
     file: str  # name in the output folder
@@ -202,9 +216,9 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
     except urllib.error.HTTPError as error:
         if error.code == 416 and have:  # nothing past what we hold: the .part is whole, the md5 decides
             return
-        raise FetchError(f"{url}: HTTP {error.code} {error.reason}") from None
+        raise _http_error(url, error) from None
     except (urllib.error.URLError, OSError) as error:
-        raise FetchError(f"{url}: cannot connect ({getattr(error, 'reason', error)})") from None
+        raise TransientFetchError(f"{url}: cannot connect ({getattr(error, 'reason', error)})") from None
     with response:
         resumed = response.status == 206
         if have and not resumed:
@@ -220,7 +234,7 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
                     try:
                         block = response.read(_CHUNK)
                     except (OSError, http.client.HTTPException) as error:  # IncompleteRead: server hung up
-                        raise FetchError(
+                        raise TransientFetchError(
                             f"{url}: connection lost after {received:,} of {expected or '?'} bytes ({error}); "
                             "run the command again to resume") from None
                     if not block:
@@ -233,7 +247,7 @@ def _download(url: str, part: Path, timeout: float, progress: bool) -> None:
         finally:
             bar.close()
     if expected is not None and received != expected:
-        raise FetchError(f"{url}: connection closed after {received:,} of {expected:,} bytes; "
+        raise TransientFetchError(f"{url}: connection closed after {received:,} of {expected:,} bytes; "
                          "run the command again to resume")
 
 
@@ -289,7 +303,7 @@ def fetch_genome(
                 elif not part.exists() or part.stat().st_size != Path(item.source).stat().st_size:
                     shutil.copyfile(item.source, part)
                 break
-            except FetchError:
+            except TransientFetchError:
                 if attempt == retries:
                     raise
                 time.sleep(min(2.0**attempt, 30.0))
