@@ -44,6 +44,7 @@ from grover_jax.model import BertConfig
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
 from grover_jax.runs import is_finetuned_folder, read_finetuned
 from grover_jax.tokenizer import SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
+from grover_jax.train.classifier import batch_outputs
 
 
 @dataclasses.dataclass
@@ -110,29 +111,29 @@ class GroverModel(MaskedLMMethods):
 
     # -- embeddings ------------------------------------------------------------------------------
 
-    def _wrapped_batches(self, chunks: list[np.ndarray]):
-        """([CLS] chunk [SEP]) rows, padded, in batches of `batch_size` rows (padding rows too, so
-        every batch of a length bucket has one shape): yields (first chunk index, ids, mask)."""
-        for first in range(0, len(chunks), self.batch_size):
-            group = chunks[first : first + self.batch_size]
-            length = _bucket(max(len(c) for c in group) + 2, self.window_tokens + 2)
-            ids = np.full((self.batch_size, length), self.pad_id, np.int32)
-            mask = np.zeros((self.batch_size, length), np.int32)
-            for row, chunk in enumerate(group):
-                ids[row, : len(chunk) + 2] = [self.cls_id, *chunk, self.sep_id]
-                mask[row, : len(chunk) + 2] = 1
-            yield first, ids, mask
+    def _wrapped_outputs(self, fn, chunks: list[np.ndarray]):
+        """`fn(params, ids, mask)` of the rows [CLS] chunk [SEP] in batches of `batch_size` rows,
+        each batch padded to its length bucket (padding rows too, so every batch of a bucket has
+        one shape): yields each batch's outputs for its chunks, in order."""
+        length = _bucket(max(len(c) for c in chunks) + 2, self.window_tokens + 2)
+        ids = np.full((len(chunks), length), self.pad_id, np.int32)
+        mask = np.zeros((len(chunks), length), np.int32)
+        for row, chunk in enumerate(chunks):
+            ids[row, : len(chunk) + 2] = [self.cls_id, *chunk, self.sep_id]
+            mask[row, : len(chunk) + 2] = 1
+        return batch_outputs(lambda batch: fn(batch["input_ids"], batch["attention_mask"]),
+                             {"input_ids": ids, "attention_mask": mask}, self.batch_size,
+                             length=lambda longest: _bucket(longest, self.window_tokens + 2))
 
     def embed_chunks(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         """Last hidden states of each id chunk (≤ W ids) encoded alone as [CLS] chunk [SEP],
         without the [CLS]/[SEP] rows: one [len(chunk), hidden_size] float32 array per chunk."""
         if any(len(c) > self.window_tokens or len(c) == 0 for c in chunks):
             raise ValueError(f"chunks must hold 1..{self.window_tokens} token ids")
-        out: list[np.ndarray] = [None] * len(chunks)
-        for first, ids, mask in self._wrapped_batches(chunks):
-            hidden = np.asarray(self._hidden(self.encoder_params, ids, mask), np.float32)
-            for row in range(min(self.batch_size, len(chunks) - first)):
-                out[first + row] = hidden[row, 1 : 1 + len(chunks[first + row])]
+        out: list[np.ndarray] = []
+        for hidden in self._wrapped_outputs(lambda ids, mask: self._hidden(self.encoder_params, ids, mask), chunks):
+            for row in np.asarray(hidden, np.float32):
+                out.append(row[1 : 1 + len(chunks[len(out)])])
         return out
 
     def embed(self, sequences: str | Sequence[str], pooling: Literal["tokens", "mean"] = "tokens",
@@ -187,11 +188,8 @@ class GroverModel(MaskedLMMethods):
         for index, chunk in enumerate(chunks):
             if not 0 < len(chunk) <= self.window_tokens:
                 raise ValueError(f"sequence {index} has {len(chunk)} tokens; predict takes 1..{self.window_tokens}")
-        logits = []
-        for first, ids, mask in self._wrapped_batches(chunks):
-            batch = np.asarray(self._classify(self.classifier.params, ids, mask), np.float32)
-            logits.append(batch[: min(self.batch_size, len(chunks) - first)])
-        logits = np.concatenate(logits)
+        logits = np.concatenate([np.asarray(batch, np.float32) for batch in self._wrapped_outputs(
+            lambda ids, mask: self._classify(self.classifier.params, ids, mask), chunks)])
         return logits[0] if single else logits
 
     @property

@@ -1,24 +1,21 @@
 """`grover next-kmer`: fine-tune a pretrained encoder to predict the k bases after a window.
 
-A program of its own (its own jitted steps; it does not import the pretraining program): for each k
-it puts a 4^k-way head on the encoder, fine-tunes on train-split examples, picks the evaluation with
-the best valid accuracy, and reports top-1 accuracy on the test split beside two baselines scored
-on the very same test examples: the commonest train k-mer, and a Markov model of the preceding
-bases fit on the whole train split (data/next_kmer.py).
+A program of its own (it imports neither the pretraining nor the fine-tuning program; it trains with
+the classifier trainer, train/classifier.py): for each k it puts a 4^k-way head on the encoder,
+fine-tunes on train-split examples, picks the evaluation with the best valid accuracy, and reports
+top-1 accuracy on the test split beside two baselines scored on the very same test examples: the
+commonest train k-mer, and a Markov model of the preceding bases fit on the whole train split
+(data/next_kmer.py).
 """
 
-import functools
 import json
+import math
 import time
 from pathlib import Path
-from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax.training.train_state import TrainState
 
 from grover_jax.atomic_files import write_text
@@ -33,11 +30,19 @@ from grover_jax.data.next_kmer import (
 from grover_jax.evaluation.bootstrap import paired_bootstrap
 from grover_jax.model import make_classifier
 from grover_jax.parallel import make_mesh
-from grover_jax.parallel.rules import batch_sharding, replicated
+from grover_jax.parallel.rules import replicated
 from grover_jax.pretrained import Pretrained, PretrainedError, load_pretrained
 from grover_jax.progress import progress_bar
 from grover_jax.store import TokenStore, open_store
 from grover_jax.tokenizer import load_tokenizer
+from grover_jax.train.classifier import (
+    bert_apply,
+    classifier_params,
+    head_only,
+    predict_classes,
+    step_batches,
+    train_loop,
+)
 from grover_jax.train.optimizer import make_optimizer
 
 RESULTS_FILE = "next_kmer.json"
@@ -48,50 +53,6 @@ def _classifier_config(pretrained: Pretrained, dropout: float) -> ml_collections
     model_cfg.hidden_dropout = dropout
     model_cfg.attention_dropout = dropout
     return model_cfg
-
-
-def initial_params(model: nn.Module, pretrained: Pretrained, seq_len: int, seed: int) -> Any:
-    """A fresh head (and pooler) on the pretrained embeddings and encoder layers."""
-    ids = jnp.zeros((1, seq_len), jnp.int32)
-    params = nn.unbox(model.init(jax.random.PRNGKey(seed), ids, jnp.ones_like(ids))["params"])
-    params = jax.tree.map(np.asarray, params)
-    for part in ("embeddings", "encoder"):
-        params["bert"][part] = pretrained.encoder_params[part]
-    if "pooler" in pretrained.encoder_params and "pooler" in params["bert"]:
-        params["bert"]["pooler"] = pretrained.encoder_params["pooler"]
-    return params
-
-
-def _optimizer(train_cfg: ml_collections.ConfigDict, train_encoder: bool) -> optax.GradientTransformation:
-    optimizer = make_optimizer(train_cfg)
-    if train_encoder:
-        return optimizer
-
-    def part(params):
-        return {top: (jax.tree.map(lambda _: "head", sub) if top != "bert" else
-                      {name: jax.tree.map(lambda _: "frozen" if name in ("embeddings", "encoder") else "head", p)
-                       for name, p in sub.items()})
-                for top, sub in params.items()}
-
-    return optax.multi_transform({"head": optimizer, "frozen": optax.set_to_zero()}, part)
-
-
-def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
-    """One AdamW update on the mean cross-entropy of the batch's next-k-mer classes."""
-    dropout_rng = jax.random.fold_in(rng, state.step)
-
-    def loss_fn(params):
-        logits = state.apply_fn({"params": params}, batch["input_ids"], batch["attention_mask"],
-                                deterministic=False, rngs={"dropout": dropout_rng})
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
-        return loss, jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
-
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": accuracy}
-
-
-def predict_step(params: Any, batch: dict, *, apply_fn) -> jax.Array:
-    return jnp.argmax(apply_fn({"params": params}, batch["input_ids"], batch["attention_mask"]), -1)
 
 
 class NextKmerData:
@@ -110,58 +71,37 @@ class NextKmerData:
         self.train_contigs = [contig_base_codes(store, c, tokenizer) for c in store.split_contigs(nk.train_split)]
 
 
-def _predict(predict_fn, params, inputs: tuple[np.ndarray, np.ndarray], batch_size: int, mesh) -> np.ndarray:
-    ids, mask = inputs
-    n = len(ids)
-    padded = -(-n // batch_size) * batch_size
-    ids = np.pad(ids, ((0, padded - n), (0, 0)))
-    mask = np.pad(mask, ((0, padded - n), (0, 0)))
-    sharding = batch_sharding(mesh)
-    out = [np.asarray(predict_fn(params, {"input_ids": jax.device_put(ids[i : i + batch_size], sharding),
-                                          "attention_mask": jax.device_put(mask[i : i + batch_size], sharding)}))
-           for i in range(0, padded, batch_size)]
-    return np.concatenate(out)[:n]
-
-
 def fine_tune_k(pretrained: Pretrained, data: NextKmerData, k: int, config: ml_collections.ConfigDict,
                 mesh, progress: bool) -> dict:
     nk, train_cfg = config.next_kmer, config.train
     model = make_classifier(_classifier_config(pretrained, nk.dropout), pretrained.model_config.vocab_size,
                             4**k, nk.pooling)
-    params_sharding = replicated(mesh)
-    params = jax.device_put(initial_params(model, pretrained, nk.seq_len, config.seed + k), params_sharding)
-    state = TrainState.create(apply_fn=model.apply, params=params, tx=_optimizer(train_cfg, nk.train_encoder))
-    step_fn = jax.jit(train_step, in_shardings=(params_sharding, batch_sharding(mesh), params_sharding),
-                      out_shardings=(params_sharding, params_sharding), donate_argnums=0)
-    predict_fn = jax.jit(functools.partial(predict_step, apply_fn=model.apply),
-                         in_shardings=(params_sharding, batch_sharding(mesh)), out_shardings=params_sharding)
+    apply = bert_apply(model)
+    params = classifier_params(model, pretrained.encoder_params, config.seed + k, head_init="flax")
+    optimizer = make_optimizer(train_cfg)
+    state = TrainState.create(apply_fn=apply, params=params,
+                              tx=optimizer if nk.train_encoder else head_only(optimizer))
 
     ids, mask = data.inputs["train"]
     labels = {name: data.examples[name].labels(k) for name in data.examples}
-    rng = np.random.default_rng(config.seed + 1000 * k)
-    base_rng = jax.random.PRNGKey(config.seed + k)
-    best = {"valid_accuracy": -1.0, "step": 0, "params": None}
-    order = rng.permutation(len(ids))
-    cursor = 0
-    bar = progress_bar(total=train_cfg.num_steps, desc=f"next-{k}-mer", unit="step", disable=not progress, leave=False)
+    train = {"input_ids": ids, "attention_mask": mask, "labels": labels["train"].astype(np.int32)}
+    valid_inputs, test_inputs = ({"input_ids": data.inputs[name][0], "attention_mask": data.inputs[name][1]}
+                                 for name in ("valid", "test"))
+
+    def evaluate(params) -> dict[str, float]:
+        predictions = predict_classes(apply, params, valid_inputs, train_cfg.batch_size, mesh)
+        return {"accuracy": float(np.mean(predictions == labels["valid"]))}
+
+    bar = progress_bar(step_batches(train, train_cfg.batch_size, train_cfg.num_steps, config.seed + 1000 * k),
+               total=train_cfg.num_steps, desc=f"next-{k}-mer", unit="step", disable=not progress, leave=False)
     started = time.perf_counter()
-    for step in range(1, train_cfg.num_steps + 1):
-        if cursor + train_cfg.batch_size > len(order):
-            order, cursor = rng.permutation(len(ids)), 0
-        rows = order[cursor : cursor + train_cfg.batch_size]
-        cursor += train_cfg.batch_size
-        batch = {"input_ids": ids[rows], "attention_mask": mask[rows], "labels": labels["train"][rows].astype(np.int32)}
-        state, metrics = step_fn(state, jax.device_put(batch, batch_sharding(mesh)), base_rng)
-        bar.update()
-        if step % train_cfg.eval_every == 0 or step == train_cfg.num_steps:
-            valid_accuracy = float(np.mean(_predict(predict_fn, state.params, data.inputs["valid"],
-                                                    train_cfg.batch_size, mesh) == labels["valid"]))
-            bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", valid=f"{valid_accuracy:.4f}")
-            if valid_accuracy > best["valid_accuracy"]:
-                best = {"valid_accuracy": valid_accuracy, "step": step, "params": jax.device_get(state.params)}
+    result = train_loop(state, bar, train_cfg.num_steps, evaluate, selection_metric="accuracy",
+                        eval_every=train_cfg.eval_every, patience=math.inf,
+                        class_weights_K=np.ones(4**k, np.float32), seed=config.seed + k, mesh=mesh,
+                        log=bar.set_postfix_str)
     bar.close()
-    test_predictions = _predict(predict_fn, jax.device_put(best["params"], params_sharding), data.inputs["test"],
-                                train_cfg.batch_size, mesh)
+    test_predictions = predict_classes(apply, jax.device_put(result.params, replicated(mesh)), test_inputs,
+                                       train_cfg.batch_size, mesh)
     order_k = config.next_kmer.markov_order or k
     markov = MarkovNextKmer(data.train_contigs, order_k, k)
     test_labels = labels["test"]
@@ -182,8 +122,8 @@ def fine_tune_k(pretrained: Pretrained, data: NextKmerData, k: int, config: ml_c
         "model_minus_best_baseline": difference["difference"],
         "model_minus_best_baseline_ci": [difference["low"], difference["high"]],
         "chance": 4.0**-k,
-        "valid_accuracy": best["valid_accuracy"],
-        "best_step": best["step"],
+        "valid_accuracy": result.valid["accuracy"],
+        "best_step": result.best_step,
         "n_train": len(ids),
         "n_test": len(test_labels),
         "seconds": round(time.perf_counter() - started, 1),
