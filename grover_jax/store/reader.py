@@ -30,15 +30,9 @@ class GenomeInterval:
 
 
 class TokenStore:
-    """A built store. `tokens` and `starts` are read-only memory maps: opening costs nothing and
-    many processes share the page cache."""
-
-    def __new__(cls, path: str | Path | None = None):
-        # Transitional, until `grover pretrain` and `grover next-kmer` open their store with
-        # open_store: a sharded store's path still opens as a ShardedTokenStore. (No path: unpickling.)
-        if cls is TokenStore and path is not None and is_sharded_store(path):
-            return super().__new__(ShardedTokenStore)
-        return super().__new__(cls)
+    """A built single store (a sharded store's shards are ones; `open_store` opens either layout).
+    `tokens` and `starts` are read-only memory maps: opening costs nothing and many processes share
+    the page cache."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
