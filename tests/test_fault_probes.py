@@ -593,3 +593,31 @@ def test_a_listed_file_the_server_lacks_is_one_line_after_one_request(source_fol
     assert [name for name, _ in server.requests] == ["md5sum.txt", "chr20.fa.gz"]  # no retries of a 404
     assert seconds < 5  # the retries slept 1 + 2 + 4 s
     assert not any(p.name.endswith(".fa.gz") for p in (tmp_path / "genome").glob("*"))
+
+
+# --- 15. a damaged pretraining run folder ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["config.json not JSON", "config.json without a model", "checkpoint arrays"])
+def test_a_damaged_run_folder_is_one_line_naming_the_file(damage, pretrained_run, capsys, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pretrained_run, run)
+    if damage == "config.json not JSON":
+        (run / "config.json").write_text('{"model": {"hidden_size": 32,')
+        named = run / "config.json"
+    elif damage == "config.json without a model":
+        (run / "config.json").write_text('{"data": {"store": ""}}')
+        named = run / "config.json"
+    else:
+        for array_file in (run / "checkpoints" / "2" / "state").rglob("*"):
+            if array_file.is_file() and array_file.stat().st_size > 0:
+                array_file.write_bytes(b"\0" * 16)
+        named = run / "checkpoints" / "2"
+    before = fingerprint(run)
+    code, stderr = grover(capsys, "mlm-eval", "--checkpoint", str(run), "--windows", "2",
+                          "--out", str(tmp_path / "fill_in.json"))
+    assert_one_line_error(code, stderr, str(named))
+    assert not (tmp_path / "fill_in.json").exists()
+    assert fingerprint(run) == before
