@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from grover_jax.configuration import load_config
+from grover_jax.parallel.chips import peak_bf16_flops
 from grover_jax.programs.compile import (
     DEFAULT_VOCAB_SIZE,
     CompileSetupError,
@@ -121,6 +122,14 @@ def test_topology_names_and_accelerator_types(text, name, chips):
     topology = parse_topology(text)
     assert topology.name == name and topology.num_chips == chips
     assert math.prod(int(n) for n in topology.shape.split("x")) == chips
+
+
+@pytest.mark.parametrize(("text", "device_kind", "tflops"), [
+    ("v4-8", "TPU v4", 275), ("v5e-4", "TPU v5 lite", 197), ("v5p-8", "TPU v5p", 459), ("v6e-4", "TPU v6 lite", 918),
+])
+def test_a_chip_has_one_peak_for_compile_and_for_mfu(text, device_kind, tflops):
+    # JAX names a v5e "TPU v5 lite": it must not match the v5p's "TPU v5", which contains it.
+    assert parse_topology(text).chip.peak_bf16_flops == peak_bf16_flops(device_kind) == tflops * 1e12
 
 
 def test_without_libtpu_compile_says_how_to_install_it(monkeypatch):

@@ -23,9 +23,13 @@ import numpy as np
 
 from grover_jax.errors import GroverError
 from grover_jax.parallel import MESH_AXES, MeshConfigError, batch_sharding, replicated
+from grover_jax.parallel.chips import PEAK_BF16_FLOPS
 from grover_jax.parallel.rules import batch_shards
 from grover_jax.train import (
-    abstract_train_state, compile_train_step, mlm_head_positions, model_flops_per_token,
+    abstract_train_state,
+    compile_train_step,
+    mlm_head_positions,
+    model_flops_per_token,
 )
 
 GiB = 1024**3
@@ -48,20 +52,23 @@ class StepDoesNotFitError(GroverError):
 
 @dataclasses.dataclass(frozen=True)
 class TpuChip:
-    name: str
+    name: str  # as in parallel/chips.py's table
     hbm_bytes: int
-    peak_bf16_flops: float  # dense, per chip
     cores_per_chip: int  # TensorCores: v4/v5p accelerator types count them, v5e/v6e count chips
     dims: int  # 3D torus (v4, v5p) or 2D (v5e, v6e)
 
+    @property
+    def peak_bf16_flops(self) -> float:  # dense, per chip
+        return PEAK_BF16_FLOPS[self.name]
+
 
 # Per chip, from Google Cloud's TPU system-architecture pages (cloud.google.com/tpu/docs/v4,
-# /v5e, /v5p, /v6e), "HBM capacity" and "Peak compute per chip (bf16)".
+# /v5e, /v5p, /v6e), "HBM capacity"; their peak bf16 compute is in parallel/chips.py.
 TPU_CHIPS: dict[str, TpuChip] = {
-    "v4": TpuChip("TPU v4", 32 * GiB, 275e12, 2, 3),
-    "v5e": TpuChip("TPU v5e", 16 * GiB, 197e12, 1, 2),
-    "v5p": TpuChip("TPU v5p", 95 * GiB, 459e12, 2, 3),
-    "v6e": TpuChip("TPU v6e", 32 * GiB, 918e12, 1, 2),
+    "v4": TpuChip("TPU v4", 32 * GiB, 2, 3),
+    "v5e": TpuChip("TPU v5e", 16 * GiB, 1, 2),
+    "v5p": TpuChip("TPU v5p", 95 * GiB, 2, 3),
+    "v6e": TpuChip("TPU v6e", 32 * GiB, 1, 2),
 }
 # Cloud accelerator-type prefixes (`gcloud ... --accelerator-type v5litepod-16`).
 _GENERATION_ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6lite": "v6e"}

@@ -26,29 +26,27 @@ from grover_jax.configuration import ConfigError
 from grover_jax.data.mlm import MaskingConfig, MlmBatches, eval_batches
 from grover_jax.model import make_model
 from grover_jax.parallel import initialize_distributed, make_mesh, shard_batch
+from grover_jax.parallel.chips import peak_bf16_flops
 from grover_jax.progress import progress_bar
 from grover_jax.store import TokenStore, open_store
 from grover_jax.train import (
-    Checkpointer, abstract_train_state, compile_eval_step, compile_train_step, create_train_state,
-    make_optimizer, mlm_head_positions, model_flops_per_token, train_state_sharding,
+    Checkpointer,
+    abstract_train_state,
+    compile_eval_step,
+    compile_train_step,
+    create_train_state,
+    make_optimizer,
+    mlm_head_positions,
+    model_flops_per_token,
+    train_state_sharding,
 )
-
-# Dense bf16 peak FLOP/s per chip, from the vendors' data sheets (for MFU; `train.peak_flops` overrides).
-PEAK_BF16_FLOPS = {
-    "H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
-    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v5": 459e12,
-    "TPU v6 lite": 918e12, "TPU v6e": 918e12,
-}
 
 
 def peak_flops_per_device(config: ml_collections.ConfigDict) -> float | None:
+    """For MFU: `train.peak_flops`, else the chip's dense bf16 peak (None: a chip not in the table)."""
     if config.train.get("peak_flops", 0):
         return float(config.train.peak_flops)
-    kind = jax.devices()[0].device_kind
-    for name, flops in PEAK_BF16_FLOPS.items():
-        if name.lower() in kind.lower():
-            return flops
-    return None
+    return peak_bf16_flops(jax.devices()[0].device_kind)
 
 
 class MetricsLog:
