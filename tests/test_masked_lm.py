@@ -140,3 +140,13 @@ def test_variants_by_genome_coordinate_are_scored_in_their_window(model, chr20, 
         model.score_variants(fasta, wrong, flank=flank)
     with pytest.raises(MaskedLMError, match=r"^variant 0 .*chr21:100 is not in the genome"):
         model.score_variants(fasta, [("chr21", 100, "A", "C")])
+
+
+def test_a_pretraining_run_folder_has_the_same_methods(pretrained_run, chr20):
+    model = grover_jax.load(pretrained_run)
+    text = chr20[3_600_000:3_600_060] + "[MASK]" + chr20[3_600_064:3_600_120]
+    logits = model.mlm_logits(text)
+    at = logits.tokens.index("[MASK]")
+    assert model.fill_mask(text, top_k=1)[0]["token"] == int(np.argmax(logits.values[at]))
+    per_token = model.pseudo_log_likelihood(chr20[3_600_000:3_600_120], per_token=True)
+    assert len(per_token) == len(model.tokenize(chr20[3_600_000:3_600_120])) and np.all(per_token < 0)
