@@ -10,7 +10,7 @@ from scipy import stats as scipy_stats
 
 from grover_jax import bundled
 from grover_jax.cli import main
-from grover_jax.pretrained import load_pretrained
+from grover_jax.runs import load_pretrained
 from grover_jax.store import open_store
 from grover_jax.tokenizer import SPECIAL_TOKENS
 
@@ -165,3 +165,32 @@ def test_region_probes_are_scored_on_held_out_regions(analyses):
     assert {r["split"] for r in regions} == {"train", "valid", "test"}
     # A region whose middle base is in a RepeatMasker row but near no TSS or exon is a repeat.
     assert sum(r["class"] == "repeat" for r in regions) > 0.2 * len(regions)
+
+
+def test_principal_components_of_a_hand_computed_plane():
+    from grover_jax.analysis.statistics import principal_components
+
+    # Points t * (-0.6, 0.8) + s * (0.8, 0.6) + an offset: t and s are centred and orthogonal, so the
+    # axes are those two directions, the scores t and s, the variance fractions 90/94 and 4/94.
+    t, s = np.array([-6.0, -3, 3, 6]), np.array([1.0, -1, -1, 1])
+    x = np.outer(t, [-0.6, 0.8]) + np.outer(s, [0.8, 0.6]) + [5.0, -7.0]
+    scores, explained = principal_components(x, 2)
+    # Each axis's sign makes its largest loading positive: +0.8 on y for PC1, +0.8 on x for PC2.
+    np.testing.assert_allclose(scores, np.stack([t, s], axis=1), atol=1e-12)
+    np.testing.assert_allclose(explained, [90 / 94, 4 / 94])
+    assert principal_components(x, 5)[0].shape == (4, 2)  # no more axes than the data has
+
+
+def test_the_logistic_probe_finds_a_rare_class_in_held_out_sequence(bundled_genome):
+    from grover_jax.analysis.regions import kmer_frequencies
+    from grover_jax.analysis.statistics import balanced_accuracy, logistic_probe
+
+    bases = bundled_genome.bases("chr20", 33_000_000, 33_270_000)
+    windows = [bases[i : i + 300] for i in range(0, len(bases), 300)]
+    gc = np.array([(w.count("G") + w.count("C")) / len(w) for w in windows])
+    labels = (gc > np.quantile(gc, 0.9)).astype(int)  # the GC-richest tenth of the windows
+    x = np.stack([kmer_frequencies(w, 3) for w in windows])  # GC is a linear function of these
+    predicted = logistic_probe(x[:600], labels[:600], x[600:])
+    # Weighted by inverse frequency, the rare class is found: a majority vote would score 0.5.
+    assert labels[600:].sum() >= 5
+    assert balanced_accuracy(labels[600:], predicted) > 0.9

@@ -11,9 +11,10 @@ that of its middle base, the first that applies of:
     intron      inside a gene body
     intergenic  none of these
 
-The probes (multinomial logistic regression, classes weighted by inverse frequency) are fitted on
-regions of the store's train split and scored on its valid and test splits, so no probe sees
-sequence near what it is tested on. The baseline's features are the region's k-mer frequencies.
+The probes (scikit-learn's multinomial logistic regression, classes weighted by inverse frequency,
+C picked by cross-validation over blocks of train regions) are fitted on regions of the store's
+train split and scored on its valid and test splits, so no probe sees sequence near what it is
+tested on. The baseline's features are the region's k-mer frequencies.
 """
 
 import itertools
@@ -105,7 +106,7 @@ def analyze_regions(model: GroverModel, store: TokenStore, out: Path, region_tok
     majority = np.bincount(y_train, minlength=len(CLASSES)).argmax()
     results = []
     for name, features in (("embedding", embeddings), (f"{kmer}-mer frequency", kmers)):
-        predicted = logistic_probe(features[is_train], y_train, features[~is_train], len(CLASSES))
+        predicted = logistic_probe(features[is_train], y_train, features[~is_train])
         results.append((name, features.shape[1], float(np.mean(predicted == y_test)),
                         balanced_accuracy(y_test, predicted)))
     with csv_writer(out / "probe.csv") as writer:

@@ -7,10 +7,11 @@ UMAP axes are added when umap-learn is installed; PCA is always computed.
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
-from grover_jax.atomic_files import csv_writer, save_figure
-from grover_jax.analysis.statistics import principal_components, spearman
+from grover_jax.analysis.statistics import principal_components
 from grover_jax.api import GroverModel
+from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.store import TokenStore
 from grover_jax.tokenizer import SPECIAL_TOKENS
 
@@ -74,7 +75,8 @@ def analyze_tokens(model: GroverModel, store: TokenStore, out: Path, n_component
             writer.writerow([table["token_id"][row], table["token"][row], table["count"][row],
                              *(f"{table[p][row]:.6g}" for p in PROPERTIES),
                              *(f"{values[row]:.6g}" for values in axes.values())])
-    rhos = np.array([[spearman(values, table[p]) for p in PROPERTIES] for values in axes.values()])
+    rhos = np.array([[spearmanr(values, table[p]).statistic for p in PROPERTIES]
+                     for values in axes.values()])
     with csv_writer(out / "token_correlations.csv") as writer:
         writer.writerow(["axis", "explained_variance", "property", "spearman_rho", "n_tokens"])
         for a, axis in enumerate(axes):
