@@ -12,6 +12,7 @@ Parts, in order (each depends only on earlier ones):
     pretrain   the scale's model: `tiny` on the bundled slice, `small` on chr20 (resumes exactly)
     mlm        fill-in on the test split, every target [MASK]ed, at 2.2 % and 15 %, beside the
                unigram and the fill-in n-gram on the same targets, paired bootstrap intervals
+    seeds      (laptop) pretraining and the 15 % fill-in again with seeds 1 and 2, on the same targets
     next_kmer  GROVER's next-k-mer task (k = 2..6) on held-out sequence beside the majority class and an
                order-10 Markov model on the same examples, paired bootstrap intervals
     ship       (chromosome) the best checkpoint as an HF folder, float16, with its model card; with
@@ -51,7 +52,7 @@ from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
 from grover_jax.store import StoreError, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("sanity", "pilot", "pretrain", "mlm", "ship", "next_kmer")
+PARTS = ("sanity", "pilot", "pretrain", "mlm", "seeds", "ship", "next_kmer")
 # The chromosome-scale model, shipped inside the package (bundled.MODELS).
 SHIPPED_NAME = "grover-small-hg19-chr20"
 
@@ -62,15 +63,15 @@ SANITY = {"sanity_steps": GATE_STEPS, "sanity_min_top1": GATE_MIN_TOP1}
 # time; the first is the recipe's and the others are compared with it on the same targets.
 PILOT = {"4x256": 150, "6x384": 50}
 SCALES = {
-    "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY,
+    "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY, "seeds": (1, 2),
                "next_kmer": {"examples": (16_000, 1_000, 4_000), "steps": 300, "ks": (2, 3, 4, 5, 6)}},
-    "chromosome": {"config": "small", "steps": None, "pilot": PILOT, "mlm_windows": 512,
+    "chromosome": {"config": "small", "steps": None, "pilot": PILOT, "mlm_windows": 512, "seeds": (),
                    **SANITY,
                    # GROVER: 500,000 examples of 50 nt; at least 100,000 train and 20,000 test here.
                    "next_kmer": {"examples": (100_000, 5_000, 20_000), "steps": 400, "ks": (2, 3, 4, 5, 6)}},
     # A few-minute end-to-end run of every part, for the tests (its numbers mean nothing). Its gate
     # is 0: twenty steps learn nothing, and the gate's rule is tested by itself.
-    "smoke": {"config": "tiny", "steps": 20, "pilot": dict.fromkeys(PILOT, 2), "mlm_windows": 16,
+    "smoke": {"config": "tiny", "steps": 20, "seeds": (1,), "pilot": dict.fromkeys(PILOT, 2), "mlm_windows": 16,
               "sanity_steps": 20, "sanity_min_top1": 0.0,
               "next_kmer": {"examples": (512, 64, 128), "steps": 4, "ks": (2,)}},
 }
@@ -244,6 +245,24 @@ class Reproduction:
                              self.workdir / "store", progress=False)
         return {"rows": rows, "seeds": [config.seed]}
 
+    def part_seeds(self) -> dict | None:
+        """The scale's pretraining and 15 % fill-in again with other seeds (initialisation, data order
+        and masking), on the same test targets as the `mlm` part's seed."""
+        if not self.settings["seeds"]:
+            return None
+        first = json.loads((self.part_dir("mlm") / "result.json").read_text())
+        rows = [{"seed": first["provenance"]["seeds"][0],
+                 **next(r for r in first["rows"] if r["mask_rate"] == 0.15)}]
+        for seed in self.settings["seeds"]:
+            _, config = self.pretrain_config()
+            config.seed = seed
+            run_dir = self.workdir / "seeds" / str(seed)
+            pretrain(config, run_dir, self.store(), progress=False)
+            (row,) = evaluate_fill_in(run_dir, self.workdir / "store", "test", mask_rates=(0.15,),
+                                      n_windows=self.settings["mlm_windows"])
+            rows.append({"seed": seed, **row})
+        return {"rows": rows, "seeds": [r["seed"] for r in rows]}
+
     def part_mlm(self) -> dict:
         rows = evaluate_fill_in(self.workdir / "pretrain", self.workdir / "store", "test",
                                 n_windows=self.settings["mlm_windows"])
@@ -312,6 +331,17 @@ def section(scale: str, part: str, result: dict) -> str:
         return head + f"{SHIPPED_NAME}: HF folder of step {result['step']:,}, {result['bytes'] / 1e6:.1f} MB.\n"
     if part == "mlm":
         return head + rows_markdown(result["rows"]) + "\n"
+    if part == "seeds":
+        lines = ["| seed | model top-1 | n-gram top-1 | model − n-gram [95 % CI] | model perplexity |",
+                 "|---|---|---|---|---|"]
+        for r in result["rows"]:
+            lines.append(f"| {r['seed']} | {r['model_top1']:.4f} | {r['ngram_top1']:.4f} | "
+                         f"{r['model_minus_ngram_top1']:+.4f} [{r['model_minus_ngram_top1_low']:+.4f}, "
+                         f"{r['model_minus_ngram_top1_high']:+.4f}] | {r['model_perplexity']:.1f} |")
+        top1 = np.array([r["model_top1"] for r in result["rows"]])
+        lines.append(f"\nModel top-1 over {len(top1)} seeds: mean {top1.mean():.4f}, standard deviation "
+                     f"{top1.std(ddof=1):.4f}, range {top1.min():.4f} to {top1.max():.4f}.")
+        return head + "\n".join(lines) + "\n"
     raise ValueError(part)
 
 
@@ -321,6 +351,12 @@ PAPER_SCALE_ROW = (
     "`grover run --fasta hg19/ --splits ... --config grover_base` | estimated, not run: 40 min on a TPU v5e-16 at "
     "50 % MFU (`grover compile`, BENCHMARKS.md); about 3 h on one H100 at 40 % MFU (0.57 GFLOP per token); "
     "years on 2 CPU cores | GROVER reports top-1 21 % and perplexity 72 (its own masking; not reproduced) |")
+
+
+def part_seconds(root: Path, scale: str) -> float:
+    """Wall seconds of every finished part of a scale, the shared sanity gate included."""
+    results = [root / "sanity" / "result.json"] + [root / scale / part / "result.json" for part in PARTS]
+    return sum(json.loads(r.read_text())["provenance"]["seconds"] for r in results if r.exists())
 
 
 def scales_table(root: Path) -> str:
@@ -336,12 +372,19 @@ def scales_table(root: Path) -> str:
             continue
         row = next(r for r in mlm_result["rows"] if r["mask_rate"] == 0.15)
         seconds = pretrain_result["provenance"]["seconds"]
+        spread = "(one seed)"
+        try:
+            top1 = np.array([r["model_top1"] for r in json.loads((root / scale / "seeds" / "result.json").read_text())["rows"]])
+            spread = f"(model over {len(top1)} seeds: {top1.mean():.3f} ± {top1.std(ddof=1):.3f} sd)"
+        except (OSError, ValueError):
+            pass
         lines.append(
             f"| {scale} | {data} | `{pretrain_result['config']}`, {pretrain_result['steps']:,} steps, "
             f"{pretrain_result['tokens_seen'] / 1e6:.1f} M tokens ({pretrain_result['epochs']:.2f} epochs) | "
-            f"`{pretrain_result['provenance']['command']}` | pretraining {seconds / 60:.0f} min on "
+            f"`{pretrain_result['provenance']['command']}` | pretraining {seconds / 60:.0f} min, every part "
+            f"{part_seconds(root, scale) / 60:.0f} min, on "
             f"{pretrain_result['provenance']['cpu']} ({pretrain_result['provenance']['cores']} cores) | "
-            f"{row['model_top1']:.3f} / {row['ngram_top1']:.3f} / {row['unigram_top1']:.3f} (one seed) |")
+            f"{row['model_top1']:.3f} / {row['ngram_top1']:.3f} / {row['unigram_top1']:.3f} {spread} |")
     return "\n".join(lines + [PAPER_SCALE_ROW]) + "\n"
 
 

@@ -34,6 +34,12 @@ def test_smoke_scale_writes_every_section_and_resumes(tmp_path):
     assert [row["mask_rate"] for row in mlm["rows"]] == [0.022, 0.15]
     for row in mlm["rows"]:
         assert row["model_minus_ngram_top1_low"] <= row["model_minus_ngram_top1"] <= row["model_minus_ngram_top1_high"]
+    # Other seeds are scored on the seed-0 targets: the same n-gram score, a model of their own.
+    seeds = json.loads((tmp_path / "work" / "smoke" / "seeds" / "result.json").read_text())
+    assert [row["seed"] for row in seeds["rows"]] == [0, 1]
+    assert seeds["rows"][0]["model_top1"] == mlm["rows"][1]["model_top1"]
+    assert {row["ngram_top1"] for row in seeds["rows"]} == {mlm["rows"][1]["ngram_top1"]}
+    assert (tmp_path / "work" / "smoke" / "seeds" / "1" / "config.json").exists()
     assert (tmp_path / "docs" / "results" / "smoke_pretrain_curves.png").stat().st_size > 0
     assert (tmp_path / "work" / "smoke" / "pretrain_curves.svg").stat().st_size > 0
 
