@@ -42,7 +42,14 @@ from grover_jax.genome.strand import reverse_complement
 from grover_jax.masked_lm import MaskedLMMethods
 from grover_jax.model import BertConfig
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
-from grover_jax.runs import is_finetuned_folder, read_finetuned
+from grover_jax.interop.hf import (
+    classifier_from_hf,
+    hf_architecture,
+    hf_class_names,
+    masked_lm_from_hf,
+    require_special_tokens,
+)
+from grover_jax.runs import is_finetuned_folder, load_pretrained, read_finetuned
 from grover_jax.tokenizer import SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 from grover_jax.train.classifier import batch_outputs
 
@@ -111,18 +118,23 @@ class GroverModel(MaskedLMMethods):
 
     # -- embeddings ------------------------------------------------------------------------------
 
-    def _wrapped_outputs(self, fn, chunks: list[np.ndarray]):
-        """`fn(params, ids, mask)` of the rows [CLS] chunk [SEP] in batches of `batch_size` rows,
-        each batch padded to its length bucket (padding rows too, so every batch of a bucket has
-        one shape): yields each batch's outputs for its chunks, in order."""
+    def _wrapped_inputs(self, chunks: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """input_ids and attention_mask [n_chunks, L]: each chunk as [CLS] chunk [SEP], padded
+        with [PAD] to the length bucket of the longest."""
         length = _bucket(max(len(c) for c in chunks) + 2, self.window_tokens + 2)
         ids = np.full((len(chunks), length), self.pad_id, np.int32)
         mask = np.zeros((len(chunks), length), np.int32)
         for row, chunk in enumerate(chunks):
             ids[row, : len(chunk) + 2] = [self.cls_id, *chunk, self.sep_id]
             mask[row, : len(chunk) + 2] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def _wrapped_outputs(self, fn, chunks: list[np.ndarray]):
+        """`fn(ids, mask)` of the chunks' wrapped rows in batches of `batch_size` rows, each batch
+        cut to its own length bucket (padding rows too, so every batch of a bucket has one shape):
+        yields each batch's outputs for its chunks, in order."""
         return batch_outputs(lambda batch: fn(batch["input_ids"], batch["attention_mask"]),
-                             {"input_ids": ids, "attention_mask": mask}, self.batch_size,
+                             self._wrapped_inputs(chunks), self.batch_size,
                              length=lambda longest: _bucket(longest, self.window_tokens + 2))
 
     def embed_chunks(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
@@ -276,19 +288,9 @@ def load(path: str | Path, batch_size: int = 32) -> GroverModel:
     hf_config_path = path / "config.json"
     is_hf = hf_config_path.exists() and "model_type" in json.loads(hf_config_path.read_text())
     if not is_hf:
-        from grover_jax.pretrained import load_pretrained
-
         pretrained = load_pretrained(path)
         return GroverModel(pretrained.model_config, load_tokenizer(pretrained.tokenizer_path),
                            mlm_params=pretrained.params, batch_size=batch_size)
-    from grover_jax.interop.hf import (
-        classifier_from_hf,
-        hf_architecture,
-        hf_class_names,
-        masked_lm_from_hf,
-        require_special_tokens,
-    )
-
     tokenizer = load_tokenizer(path / "tokenizer.json")
     require_special_tokens(tokenizer, path / "tokenizer.json")
     if hf_architecture(path) == "BertForSequenceClassification":

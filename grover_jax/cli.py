@@ -252,8 +252,8 @@ def _convert(args: argparse.Namespace) -> None:
     """export-hf (with its model card) / import-hf, then the PyTorch logits parity check where torch
     is installed."""
     from grover_jax.interop import hf
-    from grover_jax.pretrained import load_pretrained
     from grover_jax.programs.export import export_hf, parity_line
+    from grover_jax.runs import import_masked_lm, load_pretrained
 
     if args.stage == "export-hf":
         step = int(args.step) if args.step.isdigit() else args.step
@@ -263,7 +263,7 @@ def _convert(args: argparse.Namespace) -> None:
         if not args.no_check:
             print(parity_line(export.parity))
         return
-    out = hf.import_masked_lm(args.hf, args.out, args.overwrite)
+    out = import_masked_lm(args.hf, args.out, args.overwrite)
     pretrained = load_pretrained(out)
     print(f"{args.stage}: wrote {out}")
     if not args.no_check:

@@ -1,4 +1,11 @@
-"""Run folders as downstream programs write and read them; the only code that knows their layout.
+"""Run folders: the only code that knows their layout, for every program that writes or reads one.
+
+A pretraining run folder (`grover pretrain --workdir`): config.json, tokenizer.json and
+checkpoints/ (train/checkpoint.py). Every program after pretraining (next-k-mer, fine-tuning,
+export, the Python API, analyses) starts from `load_pretrained(path)`, where `path` is such a
+folder, its `checkpoints/` folder, a HuggingFace BertForMaskedLM folder (read by interop/hf.py), or
+the name of a model shipped with the package (`bundled.MODELS`, e.g. "grover-small-hg19-chr20").
+Only the parameters are returned: optimizer moments stay on disk.
 
 A fine-tuned folder (`grover finetune --out`), read by `grover predict`, `grover export-hf` and
 `grover_jax.load`:
@@ -12,24 +19,140 @@ tokenizer.json and checkpoints/ with step 0 = the parameters and a fresh optimiz
 """
 
 import dataclasses
+import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
+from grover_jax import bundled
 from grover_jax.atomic_files import atomic_output, replace_folder, temporary_folder
 from grover_jax.data.tasks.errors import FinetuneError
+from grover_jax.errors import GroverError
+from grover_jax.interop.errors import HfConversionError
+from grover_jax.interop.hf import masked_lm_from_hf, require_special_tokens, run_config_from_hf
 from grover_jax.model import BertConfig, make_model
+from grover_jax.tokenizer import load_tokenizer
 from grover_jax.train import Checkpointer, TrainState, make_optimizer
 
 FINETUNE_FILE = "finetune.json"
 TOKENIZER_FILE = "tokenizer.json"
 BEST_PARAMS = "best/params.npz"
+
+
+# ---------------------------------------------------------------- the pretraining run folder
+
+
+class PretrainedError(GroverError):
+    """A path that is not a usable pretraining run (missing files, no checkpoint)."""
+
+
+@dataclasses.dataclass
+class Pretrained:
+    params: Any  # the BertForMaskedLM parameter tree (plain arrays, no logical boxes)
+    model_config: BertConfig
+    config: ml_collections.ConfigDict  # the whole run config, as pretraining saved it
+    tokenizer_path: Path
+    step: int
+    run_dir: Path
+
+    @property
+    def tokenizer_sha256(self) -> str:
+        return hashlib.sha256(self.tokenizer_path.read_bytes()).hexdigest()
+
+    @property
+    def encoder_params(self) -> Any:
+        """The `bert` subtree: what a classifier or next-k-mer head starts from."""
+        return self.params["bert"]
+
+
+def run_folder(path: str | Path) -> Path:
+    """The folder holding tokenizer.json: a run folder for itself or its checkpoints/ folder, a
+    shipped model's folder for its name."""
+    shipped = bundled.model_folder(path)
+    if shipped is not None:
+        return shipped
+    path = Path(path)
+    if path.name == "checkpoints" and (path.parent / "config.json").exists():
+        return path.parent
+    return path
+
+
+def load_pretrained(path: str | Path, step: int | Literal["best", "latest"] = "best") -> Pretrained:
+    """Parameters of `step` ("best": lowest valid loss, falling back to the latest) on the host.
+
+    Raises PretrainedError with one line naming what is missing. An HF folder or a shipped model
+    has one set of parameters: `step` is not used, and the step reported is 0.
+    """
+    hf_dir = bundled.model_folder(path) or (Path(path) if _is_hf_folder(Path(path)) else None)
+    if hf_dir is not None:
+        params, model_config = masked_lm_from_hf(hf_dir)
+        config = run_config_from_hf(model_config)
+        config.data.store = ""
+        return Pretrained(params=params, model_config=model_config, config=config,
+                          tokenizer_path=hf_dir / "tokenizer.json", step=0, run_dir=hf_dir)
+    run_dir = run_folder(path)
+    for required in ("config.json", "tokenizer.json", "checkpoints"):
+        if not (run_dir / required).exists():
+            raise PretrainedError(f"{run_dir}: not a pretraining run folder ({required} is missing)")
+    try:
+        config = ml_collections.ConfigDict(json.loads((run_dir / "config.json").read_text()))
+        config.data.store = _resolve_store(run_dir, config.data.get("store", ""))
+        model_config = BertConfig.from_config(config.model)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # not JSON, not a run's config
+        raise PretrainedError(f"{run_dir / 'config.json'}: unreadable ({type(error).__name__}: {error})") from None
+    manager = ocp.CheckpointManager(
+        (run_dir / "checkpoints").absolute(), item_names=("state", "data", "meta"),
+        options=ocp.CheckpointManagerOptions(create=False),
+    )
+    steps = list(manager.all_steps())
+    if not steps:
+        raise PretrainedError(f"{run_dir / 'checkpoints'}: no finished checkpoint")
+    if step == "latest":
+        chosen = max(steps)
+    elif step == "best":
+        with_loss = [s for s in steps if (manager.metrics(s) or {}).get("valid_loss") is not None]
+        chosen = min(with_loss, key=lambda s: manager.metrics(s)["valid_loss"]) if with_loss else max(steps)
+    else:
+        if step not in steps:
+            raise PretrainedError(f"{run_dir / 'checkpoints'}: no step {step} (have {sorted(steps)})")
+        chosen = int(step)
+    # The state is restored as saved (params + optimizer state); only params are kept.
+    try:
+        restored = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    except Exception as error:  # noqa: BLE001 (orbax and tensorstore raise many types for damaged files)
+        raise PretrainedError(f"{run_dir / 'checkpoints' / str(chosen)}: damaged checkpoint "
+                              f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    finally:
+        manager.close()
+    params = restored["state"]["params"]
+    params = jax.tree.map(lambda x: jax.device_get(x), params)
+    return Pretrained(params=params, model_config=model_config, config=config,
+                      tokenizer_path=run_dir / "tokenizer.json", step=chosen, run_dir=run_dir)
+
+
+def _resolve_store(run_dir: Path, recorded: str) -> str:
+    """The run's token store: recorded absolute (since pretraining records it so), or relative to
+    the run folder; runs written before that hold a path relative to the folder they were launched
+    from, which still resolves from there."""
+    if not recorded or Path(recorded).is_absolute() or not (run_dir / recorded).exists():
+        return recorded
+    return str(run_dir / recorded)
+
+
+def _is_hf_folder(path: Path) -> bool:
+    """An HF model folder: its config.json names a `model_type` (a run folder's config does not)."""
+    config = path / "config.json"
+    try:
+        return config.exists() and "model_type" in json.loads(config.read_text())
+    except (json.JSONDecodeError, TypeError):
+        return False
 
 
 # ---------------------------------------------------------------- the fine-tuned folder
@@ -132,3 +255,20 @@ def write_pretraining_run(out: Path, config: ml_collections.ConfigDict, tokenize
     checkpoints.close()
     replace_folder(temporary, out)
     return out
+
+
+def import_masked_lm(hf_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """`grover import-hf`: an HF BERT MLM folder as a run folder (config.json, tokenizer.json,
+    checkpoints/ with step 0 = the imported params and a fresh optimizer state)."""
+    hf_dir, out = Path(hf_dir), Path(out)
+    if out.exists() and not overwrite:
+        raise HfConversionError(f"{out} exists (pass --overwrite to replace it)")
+    params, cfg = masked_lm_from_hf(hf_dir)
+    if not (hf_dir / "tokenizer.json").exists():
+        raise HfConversionError(f"{hf_dir}: no tokenizer.json (a BPE tokenizer.json is needed to tokenize DNA)")
+    tokenizer = load_tokenizer(hf_dir / "tokenizer.json")
+    require_special_tokens(tokenizer, hf_dir / "tokenizer.json", numbered=True)
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise HfConversionError(f"{hf_dir}: tokenizer.json has {tokenizer.vocab_size} tokens, "
+                                f"the model's vocab_size is {cfg.vocab_size}")
+    return write_pretraining_run(out, run_config_from_hf(cfg), tokenizer.path, tokenizer.sha256, params)

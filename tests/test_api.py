@@ -113,9 +113,8 @@ def test_a_finetune_folder_predicts_as_the_finetune_program_does(pretrained_run,
     import flax.linen as nn
 
     from grover_jax.model import make_classifier
-    from grover_jax.pretrained import load_pretrained
     from grover_jax.programs import predict
-    from grover_jax.runs import save_params
+    from grover_jax.runs import load_pretrained, save_params
 
     pretrained = load_pretrained(pretrained_run)
     classifier = make_classifier(pretrained.config.model, pretrained.model_config.vocab_size, 2, "mean")

@@ -9,7 +9,7 @@ import pytest
 import grover_jax
 from grover_jax.interop import hf
 from grover_jax.model import make_classifier
-from grover_jax.pretrained import load_pretrained
+from grover_jax.runs import load_pretrained
 
 NAMES = ["enhancer", "promoter", "background"]
 SEQUENCES = ["CCCAGCACTTTGGGAGGCCGAGGCGGGCGGATCACGAGGTCAGGAGATCGAGACCATCC", "ACGTTGCATTTAGGCAAATCCGGTACCA"]

@@ -9,9 +9,9 @@ from grover_jax.cli import main
 from grover_jax.configuration import load_config
 from grover_jax.interop import hf
 from grover_jax.interop.errors import HfConversionError
-from grover_jax.pretrained import load_pretrained
 from grover_jax.programs import export
 from grover_jax.programs.finetune import finished_results
+from grover_jax.runs import load_pretrained
 from tests.test_hf import finetune_folder
 
 

@@ -554,7 +554,7 @@ def test_a_store_path_recorded_relative_resolves_as_before(recorded, pretrained_
     import json
     import shutil
 
-    from grover_jax.pretrained import load_pretrained
+    from grover_jax.runs import load_pretrained
 
     run = tmp_path / "runs" / "default" / "pretrain"
     shutil.copytree(pretrained_run, run)

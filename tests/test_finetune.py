@@ -12,10 +12,9 @@ from grover_jax.cli import main
 from grover_jax.configuration import load_config
 from grover_jax.data.tasks import FinetuneError
 from grover_jax.model import BertForSequenceClassification
-from grover_jax.pretrained import load_pretrained
 from grover_jax.programs.finetune import finetune
 from grover_jax.programs.predict import predict_regions
-from grover_jax.runs import load_params
+from grover_jax.runs import load_params, load_pretrained
 from grover_jax.train.classifier import class_weights, classifier_params, weighted_loss
 
 # Few epochs of a 64-wide model: seconds per epoch on 2 cores.

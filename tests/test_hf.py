@@ -15,7 +15,7 @@ from flax.traverse_util import flatten_dict
 from grover_jax.cli import main
 from grover_jax.interop import hf
 from grover_jax.interop.errors import HfConversionError
-from grover_jax.pretrained import load_pretrained
+from grover_jax.runs import import_masked_lm, load_pretrained
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,7 +71,7 @@ def test_import_hf_writes_a_run_folder_that_loads_and_can_resume(pretrained, exp
     from grover_jax.parallel import make_mesh
     from grover_jax.train import Checkpointer, abstract_train_state, make_optimizer
 
-    run = hf.import_masked_lm(exported, tmp_path / "imported")
+    run = import_masked_lm(exported, tmp_path / "imported")
     loaded = load_pretrained(run)
     assert_same_tree(loaded.params, pretrained.params)
     assert loaded.model_config == pretrained.model_config
@@ -282,7 +282,8 @@ def test_the_api_takes_special_token_ids_from_the_vocabulary(pretrained, tmp_pat
     path = tmp_path / "tokenizer.json"
     path.write_text(with_special_ids(pretrained.tokenizer_path.read_text(), {"[CLS]": 3, "[SEP]": 2}))
     model = GroverModel(pretrained.model_config, load_tokenizer(path), mlm_params=pretrained.params, batch_size=2)
-    _, ids, mask = next(model._wrapped_batches([np.array([10, 11, 12], np.int32)]))
+    inputs = model._wrapped_inputs([np.array([10, 11, 12], np.int32)])
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
     assert ids[0, :5].tolist() == [3, 10, 11, 12, 2] and (ids[0, 5:] == 0).all() and mask[0].sum() == 5
     sequence = hf.parity_sequences(40)[1]
     (row, positions, _), _ = model.variant_inputs(sequence, 30, sequence[30], "A" if sequence[30] != "A" else "C")

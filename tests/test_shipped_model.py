@@ -12,9 +12,9 @@ import grover_jax
 from grover_jax import bundled
 from grover_jax.evaluation.fill_in import fill_in_set, score_model
 from grover_jax.model.bert import BertForMaskedLM
-from grover_jax.pretrained import load_pretrained, run_folder
 from grover_jax.programs.mlm_eval import masked_lm_logits_fn
 from grover_jax.programs.vocabulary import build_token_store
+from grover_jax.runs import load_pretrained, run_folder
 from grover_jax.store import open_store
 
 NAME = "grover-small-hg19-chr20"

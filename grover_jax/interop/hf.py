@@ -8,11 +8,11 @@ are transposed, and attention projections fold their (heads, head_dim) axes into
             config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
             special_tokens_map.json; `AutoModelForMaskedLM` / `AutoTokenizer.from_pretrained`
             load it offline. Written to a temporary sibling folder and renamed into place.
-    import  HF BERT MLM folder → run folder that `load_pretrained` accepts: config.json
-            (configs/grover_base.py with the model fields of HF's config), tokenizer.json, and
-            checkpoints/ holding step 0 = the imported parameters with a fresh AdamW state.
-    export  `grover finetune --out` folder (`export_finetuned`, or a classifier tree with
-            `export_classifier`) → HF BertForSequenceClassification folder.
+    import  HF BERT MLM folder → parameters, BertConfig and the run config
+            (configs/grover_base.py with the model fields of HF's config) that runs.py's
+            `import_masked_lm` writes as a run folder, and `load_pretrained` reads directly.
+    export  a classifier tree (`export_classifier`; a `grover finetune --out` folder through
+            programs/export.py) → HF BertForSequenceClassification folder.
 
 Import refuses, with one line naming the tensor, any tensor it does not know or whose shape
 differs from what the HF config implies, and a tokenizer.json without the five special tokens
@@ -40,7 +40,6 @@ from grover_jax.atomic_files import replace_folder, temporary_folder
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.model import BertConfig
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification
-from grover_jax.runs import read_finetuned, write_pretraining_run
 from grover_jax.tokenizer import PAD_ID, SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 
 MODEL_FILE = "model.safetensors"
@@ -411,19 +410,6 @@ def export_classifier(params: Any, model_config: ml_collections.ConfigDict | Ber
     return _write_folder_atomically(Path(out), files, flax_to_hf(params), overwrite)
 
 
-def export_finetuned(ft_dir: str | Path, out: str | Path, overwrite: bool = False,
-                     extra_files: dict[str, str] | None = None) -> tuple[Path, Any, BertConfig]:
-    """`grover export-hf` of a `grover finetune --out` folder: its best classifier as
-    BertForSequenceClassification, labelled with the task's class names. Returns (out, params,
-    encoder config) for the parity check."""
-    finetuned = read_finetuned(ft_dir)
-    params = finetuned.params()
-    out = export_classifier(params, finetuned.encoder, finetuned.num_classes, finetuned.pooling,
-                            finetuned.tokenizer_path, out, overwrite, class_names=finetuned.class_names,
-                            extra_files=extra_files)
-    return out, params, finetuned.encoder
-
-
 def _template(model: BertForMaskedLM | BertForSequenceClassification) -> Any:
     ids_1x1 = jnp.zeros((1, 1), jnp.int32)
     abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids_1x1, ids_1x1))
@@ -456,23 +442,6 @@ def hf_class_names(hf_dir: str | Path) -> list[str] | None:
     except (TypeError, ValueError, AttributeError):
         return None
     return [names[i] for i in range(len(names))] if sorted(names) == list(range(len(names))) and names else None
-
-
-def import_masked_lm(hf_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """`grover import-hf`: an HF BERT MLM folder as a run folder (config.json, tokenizer.json,
-    checkpoints/ with step 0 = the imported params and a fresh optimizer state)."""
-    hf_dir, out = Path(hf_dir), Path(out)
-    if out.exists() and not overwrite:
-        raise HfConversionError(f"{out} exists (pass --overwrite to replace it)")
-    params, cfg = masked_lm_from_hf(hf_dir)
-    if not (hf_dir / "tokenizer.json").exists():
-        raise HfConversionError(f"{hf_dir}: no tokenizer.json (a BPE tokenizer.json is needed to tokenize DNA)")
-    tokenizer = load_tokenizer(hf_dir / "tokenizer.json")
-    require_special_tokens(tokenizer, hf_dir / "tokenizer.json", numbered=True)
-    if tokenizer.vocab_size > cfg.vocab_size:
-        raise HfConversionError(f"{hf_dir}: tokenizer.json has {tokenizer.vocab_size} tokens, "
-                                f"the model's vocab_size is {cfg.vocab_size}")
-    return write_pretraining_run(out, run_config_from_hf(cfg), tokenizer.path, tokenizer.sha256, params)
 
 
 # ---------------------------------------------------------------------------------------------

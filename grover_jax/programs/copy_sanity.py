@@ -19,10 +19,10 @@ from grover_jax.configuration import load_config
 from grover_jax.evaluation.fill_in import FillInNgram, fill_in_set, score_model
 from grover_jax.genome.fasta import read_fasta
 from grover_jax.genome.genome import acgt_runs
-from grover_jax.pretrained import load_pretrained
 from grover_jax.programs.mlm_eval import masked_lm_logits_fn
 from grover_jax.programs.pretrain import pretrain
 from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
+from grover_jax.runs import load_pretrained
 from grover_jax.store import open_store
 
 SPLIT_SPEC = "valid=copies_valid"

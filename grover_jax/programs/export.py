@@ -24,9 +24,8 @@ from grover_jax.evaluation import METRICS
 from grover_jax.interop import hf
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.interop.model_card import classifier_card, masked_lm_card
-from grover_jax.pretrained import Pretrained, load_pretrained
 from grover_jax.programs.finetune import read_results
-from grover_jax.runs import is_finetuned_folder, read_finetuned
+from grover_jax.runs import Pretrained, is_finetuned_folder, load_pretrained, read_finetuned
 from grover_jax.store import open_store
 from grover_jax.tokenizer import load_tokenizer
 
@@ -97,8 +96,11 @@ def export_classifier(ft_dir: str | Path, out: str | Path, overwrite: bool = Fal
                            load_path=str(out))
     record = {"source": str(finetuned.path.resolve()), "architecture": "BertForSequenceClassification",
               "step": None, "tokenizer_sha256": load_tokenizer(finetuned.tokenizer_path).sha256}
-    out, params, encoder = hf.export_finetuned(ft_dir, out, overwrite, extra_files=_extras(card, record))
-    return _verify(out, "BertForSequenceClassification", params, encoder, finetuned.tokenizer_path, check)
+    params = finetuned.params()
+    out = hf.export_classifier(params, finetuned.encoder, finetuned.num_classes, finetuned.pooling,
+                               finetuned.tokenizer_path, out, overwrite, class_names=finetuned.class_names,
+                               extra_files=_extras(card, record))
+    return _verify(out, "BertForSequenceClassification", params, finetuned.encoder, finetuned.tokenizer_path, check)
 
 
 def read_export_record(out: str | Path) -> dict[str, Any] | None:

@@ -34,9 +34,8 @@ from grover_jax.data.tasks.errors import FinetuneError
 from grover_jax.evaluation import METRICS, bootstrap_intervals, classification_metrics
 from grover_jax.model import BertForSequenceClassification
 from grover_jax.parallel import make_mesh, replicated
-from grover_jax.pretrained import load_pretrained, run_folder
 from grover_jax.programs.baselines import cnn_baseline, kmer_logistic_baseline
-from grover_jax.runs import save_best_params, start_finetuned_folder
+from grover_jax.runs import load_pretrained, run_folder, save_best_params, start_finetuned_folder
 from grover_jax.tokenizer import load_tokenizer
 from grover_jax.train.classifier import (
     bert_apply,

@@ -12,7 +12,7 @@ from grover_jax.configuration import ConfigError
 from grover_jax.evaluation.bootstrap import paired_bootstrap
 from grover_jax.evaluation.fill_in import FillInNgram, fill_in_set, score_model
 from grover_jax.model.bert import BertForMaskedLM
-from grover_jax.pretrained import Pretrained, load_pretrained
+from grover_jax.runs import Pretrained, load_pretrained
 from grover_jax.store import open_store
 
 # GROVER's printed masking rate and BERT's.

@@ -31,8 +31,8 @@ from grover_jax.evaluation.bootstrap import paired_bootstrap
 from grover_jax.model import make_classifier
 from grover_jax.parallel import make_mesh
 from grover_jax.parallel.rules import replicated
-from grover_jax.pretrained import Pretrained, PretrainedError, load_pretrained
 from grover_jax.progress import progress_bar
+from grover_jax.runs import Pretrained, PretrainedError, load_pretrained
 from grover_jax.store import TokenStore, open_store
 from grover_jax.tokenizer import load_tokenizer
 from grover_jax.train.classifier import (

@@ -16,7 +16,10 @@ import ml_collections
 
 from grover_jax.genome import file_sha256
 from grover_jax.programs.vocabulary import (
-    build_token_store, learn_vocabulary, resolve_genome, vocabulary_provenance,
+    build_token_store,
+    learn_vocabulary,
+    resolve_genome,
+    vocabulary_provenance,
 )
 from grover_jax.store import StoreError, open_store
 
@@ -82,7 +85,7 @@ def run_pipeline(
     if stop_after == "next-kmer":
         return
 
-    from grover_jax.pretrained import load_pretrained
+    from grover_jax.runs import load_pretrained
 
     pretrained = load_pretrained(run_dir)
     if fasta is None:  # the fine-tuning tasks are built from the bundled genome's annotation
@@ -102,7 +105,12 @@ def run_pipeline(
     if stop_after == "finetune":
         return
 
-    from grover_jax.programs.export import export_masked_lm, is_current, parity_line, read_export_record
+    from grover_jax.programs.export import (
+        export_masked_lm,
+        is_current,
+        parity_line,
+        read_export_record,
+    )
 
     hf_dir = workdir / "hf"
     if is_current(hf_dir, pretrained):
