@@ -39,9 +39,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from grover_jax.genome.strand import reverse_complement
-from grover_jax.masked_lm import MaskedLMMethods
-from grover_jax.model import BertConfig
-from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
 from grover_jax.interop.hf import (
     classifier_from_hf,
     hf_architecture,
@@ -49,6 +46,9 @@ from grover_jax.interop.hf import (
     masked_lm_from_hf,
     require_special_tokens,
 )
+from grover_jax.masked_lm import MaskedLMMethods
+from grover_jax.model import BertConfig
+from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
 from grover_jax.runs import is_finetuned_folder, load_pretrained, read_finetuned
 from grover_jax.tokenizer import SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 from grover_jax.train.classifier import batch_outputs
