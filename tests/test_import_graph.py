@@ -4,7 +4,7 @@ Layers, highest first; a module may import its own layer or any lower one, never
 
     5  cli
     4  programs
-    3  train, model, parallel, data, evaluation, interop, analysis, api, masked_lm, pretrained, runs
+    3  train, model, parallel, data, evaluation, interop, analysis, api, masked_lm, runs
     2  store, tokenizer
     1  genome
     0  leaves, importable from anywhere: errors, atomic_files, configuration, bundled, host_memory, progress
@@ -24,7 +24,7 @@ LAYERS = {
     "cli": 5,
     "programs": 4,
     **dict.fromkeys(["train", "model", "parallel", "data", "evaluation", "interop", "analysis", "api",
-                     "masked_lm", "pretrained", "runs"], 3),
+                     "masked_lm", "runs"], 3),
     **dict.fromkeys(["store", "tokenizer"], 2),
     "genome": 1,
     **dict.fromkeys(["errors", "atomic_files", "configuration", "bundled", "host_memory", "progress"], 0),
