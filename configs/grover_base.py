@@ -16,7 +16,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # Genome and vocabulary (stages `grover bpe` / `grover store`).
     config.genome = ml_collections.ConfigDict()
-    config.genome.fasta = ""  # empty: the bundled real chr20 slice
     config.genome.splits = ""  # empty: the genome's default split spec (see grover_jax/genome/splits.py)
     config.bpe = ml_collections.ConfigDict()
     config.bpe.cycles = 600  # GROVER's choice [S8, S10]

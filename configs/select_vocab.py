@@ -10,7 +10,7 @@ version, and paper scale is a larger genome plus `pretrain_overrides` for grover
 
 import ml_collections
 
-from configs import next_kmer
+from grover_jax.configs import next_kmer
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

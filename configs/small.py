@@ -16,7 +16,7 @@ Documented choices (GROVER.md marks the paper's values; these differ on purpose)
 
 import ml_collections
 
-from configs import grover_base
+from grover_jax.configs import grover_base
 
 # The whole of hg19 chr20 (`grover data fetch hg19 --chromosomes chr20`), split by region.
 CHR20_SPLITS = ("valid=chr20:35500001-36000000,chr20:44000001-46500000;"

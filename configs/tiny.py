@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from configs import grover_base
+from grover_jax.configs import grover_base
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -30,7 +30,7 @@ def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_co
             raise ConfigError(f"{path}: cannot load config ({type(error).__name__}: {error})") from None
     else:
         try:
-            module = importlib.import_module(f"configs.{spec}")
+            module = importlib.import_module(f"grover_jax.configs.{spec}")
         except ModuleNotFoundError:
             raise ConfigError(f"no bundled config named {spec!r} (try tiny, grover_base, or a path)") from None
     config = module.get_config(arg or None)

@@ -36,7 +36,7 @@ def main() -> None:
     import numpy as np
     from jax.experimental import multihost_utils
 
-    from configs import tiny
+    from grover_jax.configs import tiny
     from grover_jax import parallel, train
     from grover_jax.model import make_model
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
+from grover_jax.configs import tiny
 from grover_jax.model import make_model
 from grover_jax.model.attention import attention_dropout, blockwise_attention, xla_cpu_attention
 from grover_jax.model.bert import attention_path

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
+from grover_jax.configs import tiny
 from grover_jax import parallel, train
 from grover_jax.model import make_model
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from configs import tiny
+from grover_jax.configs import tiny
 from grover_jax.model import make_model
 
 VOCAB = 609

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from configs import tiny
+from grover_jax.configs import tiny
 from grover_jax import parallel, train
 from grover_jax.model import make_model
 

@@ -215,7 +215,7 @@ def model_config_from_hf(config: dict[str, Any], where: str = "config.json") -> 
 def run_config_from_hf(cfg: BertConfig) -> ml_collections.ConfigDict:
     """The project's run config (configs/grover_base.py) carrying an imported model's fields: each
     of the table's fields that the run config's `model` section has."""
-    from configs import grover_base
+    from grover_jax.configs import grover_base
 
     config = grover_base.get_config()
     for row in HF_CONFIG:
