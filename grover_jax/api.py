@@ -304,5 +304,7 @@ def load(path: str | Path, batch_size: int = 32) -> GroverModel:
 def _load_finetuned(path: Path, batch_size: int) -> GroverModel:
     finetuned = read_finetuned(path)
     classifier = Classifier(finetuned.params(), finetuned.num_classes, finetuned.pooling, finetuned.class_names)
-    return GroverModel(finetuned.encoder, load_tokenizer(finetuned.tokenizer_path), classifier=classifier,
-                       batch_size=batch_size)
+    model = GroverModel(finetuned.encoder, load_tokenizer(finetuned.tokenizer_path), classifier=classifier,
+                        batch_size=batch_size)
+    finetuned.warn_if_unfinished()
+    return model

@@ -12,6 +12,8 @@ A fine-tuned folder (`grover finetune --out`), read by `grover predict`, `grover
     finetune.json        config, classes, encoder config, token length, task, pretrained run
     tokenizer.json       the pretrained run's tokenizer
     best/params.npz      the best classifier parameters (flattened paths -> arrays)
+    results.json         written last by finetune: a folder without it is a fine-tuning that did
+                         not finish (its best/params.npz is the best before it stopped)
 
 A pretraining run folder written from parameters alone (`grover import-hf`): config.json,
 tokenizer.json and checkpoints/ with step 0 = the parameters and a fresh optimizer state, as
@@ -22,9 +24,12 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,13 +42,16 @@ from grover_jax.data.tasks.errors import FinetuneError
 from grover_jax.errors import GroverError
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.interop.hf import masked_lm_from_hf, require_special_tokens, run_config_from_hf
-from grover_jax.model import BertConfig, make_model
+from grover_jax.model import BertConfig, BertForSequenceClassification, make_model
+from grover_jax.model.config_values import bert_config_from_values
 from grover_jax.tokenizer import load_tokenizer
 from grover_jax.train import Checkpointer, TrainState, make_optimizer
 
 FINETUNE_FILE = "finetune.json"
 TOKENIZER_FILE = "tokenizer.json"
 BEST_PARAMS = "best/params.npz"
+RESULTS_FILE = "results.json"
+POOLINGS = ("cls", "mean")
 
 
 # ---------------------------------------------------------------- the pretraining run folder
@@ -173,9 +181,37 @@ class Finetuned:
     def tokenizer_path(self) -> Path:
         return self.path / TOKENIZER_FILE
 
+    @property
+    def finished(self) -> bool:
+        """Whether the fine-tuning ran to its end (finetune writes results.json last)."""
+        return (self.path / RESULTS_FILE).exists()
+
+    def warn_if_unfinished(self) -> None:
+        """One stderr line where the fine-tuning stopped early: its parameters are then the best
+        seen before it stopped, not the end of the run it was asked for. Said once the work that
+        read the folder succeeded, so a failing command still prints only its error."""
+        if not self.finished:
+            print(f"grover: warning: {self.path}: the fine-tuning did not finish (no {RESULTS_FILE}); "
+                  f"using the best parameters it saved before it stopped", file=sys.stderr)
+
     def params(self) -> dict:
-        """The best classifier parameters (host numpy arrays)."""
-        return load_params(self.path / BEST_PARAMS)
+        """The best classifier parameters (host numpy arrays), checked against finetune.json's
+        model: FinetuneError names the first tensor of another shape, or a damaged file."""
+        path = self.path / BEST_PARAMS
+        params = load_params(path)
+        model = BertForSequenceClassification(self.encoder, self.num_classes, self.pooling)
+        ids = jnp.zeros((1, 1), jnp.int32)
+        expected = _shapes(nn.unbox(jax.eval_shape(model.init, jax.random.key(0), ids, ids)["params"]))
+        found = _shapes(params)
+        for key in sorted(set(expected) | set(found)):
+            if key not in found:
+                raise FinetuneError(f"{path}: tensor {key} is missing")
+            if key not in expected:
+                raise FinetuneError(f"{path}: tensor {key} is not part of the model {FINETUNE_FILE} describes")
+            if found[key] != expected[key]:
+                raise FinetuneError(f"{path}: tensor {key} has shape {found[key]}, "
+                                    f"{FINETUNE_FILE} implies {expected[key]}")
+        return params
 
 
 def is_finetuned_folder(path: str | Path) -> bool:
@@ -188,13 +224,32 @@ def read_finetuned(path: str | Path) -> Finetuned:
     for required in (FINETUNE_FILE, TOKENIZER_FILE, BEST_PARAMS):
         if not (path / required).exists():
             raise FinetuneError(f"{path}: not a fine-tuning folder ({required} is missing)")
+    where = path / FINETUNE_FILE
     try:
-        meta = json.loads((path / FINETUNE_FILE).read_text())
-        return Finetuned(path=path, meta=meta, encoder=BertConfig(**meta["encoder"]),
-                         num_classes=int(meta["num_classes"]), pooling=meta["config"]["model"]["pooling"],
-                         class_names=meta.get("class_names"))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise FinetuneError(f"{path / FINETUNE_FILE}: unreadable ({type(error).__name__}: {error})") from None
+        meta = json.loads(where.read_text())
+    except ValueError as error:  # not JSON, or not UTF-8 text
+        raise FinetuneError(f"{where}: unreadable ({type(error).__name__}: {error})") from None
+    if not isinstance(meta, dict):
+        raise FinetuneError(f"{where}: not a JSON object")
+    encoder, num_classes, class_names = meta.get("encoder"), meta.get("num_classes"), meta.get("class_names")
+    model = meta["config"].get("model") if isinstance(meta.get("config"), dict) else None
+    pooling = model.get("pooling") if isinstance(model, dict) else None
+    if not isinstance(encoder, dict):
+        raise FinetuneError(f"{where}: field 'encoder' must be an object of encoder fields")
+    try:
+        encoder = bert_config_from_values(encoder)
+    except (TypeError, ValueError) as error:
+        raise FinetuneError(f"{where}: field 'encoder': {error}") from None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise FinetuneError(f"{where}: field 'num_classes'={num_classes!r}: must be a whole number >= 2")
+    if pooling not in POOLINGS:
+        raise FinetuneError(f"{where}: field 'config.model.pooling'={pooling!r}: must be 'cls' or 'mean'")
+    if class_names is not None and not (isinstance(class_names, list) and len(class_names) == num_classes
+                                        and all(isinstance(name, str) for name in class_names)):
+        raise FinetuneError(f"{where}: field 'class_names'={class_names!r}: must be a list of "
+                            f"{num_classes} names (num_classes)")
+    return Finetuned(path=path, meta=meta, encoder=encoder, num_classes=num_classes, pooling=pooling,
+                     class_names=class_names)
 
 
 def start_finetuned_folder(out: Path, tokenizer_path: Path, meta: dict[str, Any]) -> None:
@@ -213,6 +268,11 @@ def _flatten(params: Any) -> dict[str, np.ndarray]:
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         flat["/".join(str(k.key) for k in path)] = np.asarray(leaf)
     return flat
+
+
+def _shapes(params: Any) -> dict[str, tuple[int, ...]]:
+    return {"/".join(str(k.key) for k in path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
 
 
 def _unflatten(flat: dict[str, np.ndarray]) -> dict:
@@ -234,8 +294,12 @@ def save_params(params: Any, path: Path) -> None:
 
 
 def load_params(path: Path) -> dict:
-    with np.load(path) as archive:
-        return _unflatten({key: archive[key] for key in archive.files})
+    """The parameter tree save_params wrote; FinetuneError names a damaged or truncated file."""
+    try:
+        with np.load(path) as archive:
+            return _unflatten({key: archive[key] for key in archive.files})
+    except (zipfile.BadZipFile, EOFError, ValueError) as error:  # ValueError: no npz, or a bad array header
+        raise FinetuneError(f"{path}: damaged or truncated parameter file ({type(error).__name__}: {error})") from None
 
 
 # ---------------------------------------------------------------- a pretraining run from parameters

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from grover_jax import bundled
@@ -621,3 +622,234 @@ def test_a_damaged_run_folder_is_one_line_naming_the_file(damage, pretrained_run
     assert_one_line_error(code, stderr, str(named))
     assert not (tmp_path / "fill_in.json").exists()
     assert fingerprint(run) == before
+
+
+# --- 16. a fine-tuned folder: damaged, unfinished, or asked about sequences with no base ---------------
+
+
+@pytest.fixture(scope="module")
+def finetuned(pretrained_run, tmp_path_factory) -> Path:
+    """A fine-tuned folder written by the fine-tuning's own writers (finetune.json and tokenizer.json,
+    best/params.npz, results.json last): the pretrained encoder with a new two-class head, as a
+    fine-tuning of no steps would leave it; results.json scores four made-up test examples."""
+    import dataclasses
+    import json
+
+    from grover_jax import runs
+    from grover_jax.configuration import load_config
+    from grover_jax.model import BertForSequenceClassification
+    from grover_jax.programs.finetune import evaluate
+    from grover_jax.train.classifier import classifier_params
+
+    pretrained = runs.load_pretrained(pretrained_run)
+    config = load_config("finetune")
+    folder = tmp_path_factory.mktemp("finetuned") / "ft"
+    runs.start_finetuned_folder(folder, pretrained.tokenizer_path, {
+        "config": json.loads(config.to_json_best_effort()),
+        "encoder": dataclasses.asdict(pretrained.model_config), "num_classes": 2,
+        "class_names": ["background", "promoter"]})
+    model = BertForSequenceClassification(pretrained.model_config, 2, "cls")
+    runs.save_best_params(folder, classifier_params(model, pretrained.encoder_params, seed=0))
+    test = evaluate(np.array([0, 1, 0, 1]), np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5], [0.2, 0.8]]),
+                    config.eval, seed=0)
+    (folder / runs.RESULTS_FILE).write_text(json.dumps({"models": {"GROVER-jax (cls pooling)": {"test": test}}}))
+    return folder
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(folder, tmp_path / folder.name))
+
+
+def read_tsv(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()]
+
+
+def test_a_record_of_only_n_is_not_scored_and_a_warning_names_it(finetuned, capsys, tmp_path):
+    fasta = write_fasta(tmp_path / "gap.fa", [("gap", "N" * 300), ("real", real_bases(40)),
+                                              ("ambiguous", "NRYNNSWN" * 20)])
+    before = fingerprint(fasta, finetuned)
+    code, stderr = grover(capsys, "predict", "--checkpoint", str(finetuned), "--fasta", str(fasta),
+                          "--out", str(tmp_path / "scores.tsv"))
+    assert code == 0 and "Traceback" not in stderr
+    assert stderr.splitlines() == [("grover: warning: 2 of 3 sequences have no A, C, G or T base and are not "
+                                    "scored (probabilities nan): gap, ambiguous")]
+    header, gap, real, ambiguous = read_tsv(tmp_path / "scores.tsv")
+    assert header[-2:] == ["p_background", "p_promoter"]
+    assert gap[-2:] == ambiguous[-2:] == ["nan", "nan"]
+    assert abs(sum(map(float, real[-2:])) - 1) < 1e-5
+    assert fingerprint(fasta, finetuned) == before
+
+
+@pytest.mark.parametrize("command", ["predict", "export-hf", "grover_jax.load"])
+def test_a_finetuning_that_did_not_finish_is_named_in_one_warning(command, finetuned, capsys, tmp_path):
+    import grover_jax
+
+    unfinished = copy_of(finetuned, tmp_path)
+    (unfinished / "results.json").unlink()  # killed before its last file
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(40))])
+    warning = (f"grover: warning: {unfinished}: the fine-tuning did not finish (no results.json); "
+               "using the best parameters it saved before it stopped")
+    for run, (folder, expected) in enumerate(((unfinished, [warning]), (finetuned, []))):
+        capsys.readouterr()
+        if command == "predict":
+            code = main(["predict", "--checkpoint", str(folder), "--fasta", str(fasta),
+                         "--out", str(tmp_path / f"scores{run}.tsv")])
+        elif command == "export-hf":
+            code = main(["export-hf", "--checkpoint", str(folder), "--out", str(tmp_path / f"hf{run}"), "--no-check"])
+        else:
+            code = 0 if grover_jax.load(folder).predict([real_bases(40)]).shape == (1, 2) else 1
+        assert code == 0
+        assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == expected
+
+
+def _truncate(folder: Path) -> None:
+    params = folder / "best" / "params.npz"
+    params.write_bytes(params.read_bytes()[: params.stat().st_size // 2])
+
+
+def _save_params_with(change):
+    def damage(folder: Path) -> None:
+        from grover_jax.runs import load_params, save_params
+
+        params = load_params(folder / "best" / "params.npz")
+        change(params)
+        save_params(params, folder / "best" / "params.npz")
+    return damage
+
+
+DAMAGED_PARAMS = {
+    "truncated": (_truncate, "damaged or truncated"),
+    "empty": (lambda folder: (folder / "best" / "params.npz").write_bytes(b""), "damaged or truncated"),
+    "not a zip": (lambda folder: (folder / "best" / "params.npz").write_text("PK? no"), "damaged or truncated"),
+    "a head of three classes": (_save_params_with(lambda p: p["classifier"].update(
+        bias=np.zeros(3, np.float32))), "tensor classifier/bias has shape (3,), finetune.json implies (2,)"),
+    "a tensor missing": (_save_params_with(lambda p: p["classifier"].pop("kernel")), "classifier/kernel is missing"),
+}
+
+
+@pytest.mark.parametrize("command", ["predict", "export-hf"])
+@pytest.mark.parametrize("damage", sorted(DAMAGED_PARAMS))
+def test_damaged_best_params_are_one_line_naming_the_file(damage, command, finetuned, capsys, tmp_path):
+    folder = copy_of(finetuned, tmp_path)
+    spoil, says = DAMAGED_PARAMS[damage]
+    spoil(folder)
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(40))])
+    before = fingerprint(folder, fasta)
+    out = tmp_path / "out" / ("scores.tsv" if command == "predict" else "hf")
+    args = ["--fasta", str(fasta)] if command == "predict" else ["--no-check"]
+    code, stderr = grover(capsys, command, "--checkpoint", str(folder), *args, "--out", str(out))
+    assert_one_line_error(code, stderr, folder / "best" / "params.npz", says)
+    assert not (tmp_path / "out").exists()
+    assert fingerprint(folder, fasta) == before
+
+
+def _encoder(**fields):
+    return lambda meta: {**meta, "encoder": {**meta["encoder"], **fields}}
+
+
+CORRUPT_FINETUNE = {
+    "not JSON": (lambda meta: '{"config": {', "unreadable (JSONDecodeError"),
+    "not UTF-8": (lambda meta: b'{"config": "\xff"}', "unreadable (UnicodeDecodeError"),
+    "a list": (lambda meta: [], "not a JSON object"),
+    "no encoder": (lambda meta: {k: v for k, v in meta.items() if k != "encoder"}, "field 'encoder'"),
+    "a size as text": (_encoder(hidden_size="32"), "hidden_size='32': must be a whole number"),
+    "a size of 0": (_encoder(num_layers=0), "num_layers=0: must be >= 1"),
+    "a dropout of 2": (_encoder(hidden_dropout=2.0), "hidden_dropout=2.0: must be in [0, 1)"),
+    "an unknown encoder field": (_encoder(hiden_size=32), "unknown field(s) 'hiden_size'"),
+    "heads not dividing the width": (_encoder(num_heads=3), "not divisible by model.num_heads=3"),
+    "num_classes as text": (lambda meta: {**meta, "num_classes": "two"}, "field 'num_classes'='two'"),
+    "class_names of another count": (lambda meta: {**meta, "class_names": ["a", "b", "c"]}, "field 'class_names'"),
+    "an unknown pooling": (lambda meta: {**meta, "config": {**meta["config"], "model": {"pooling": "max"}}},
+                           "field 'config.model.pooling'='max'"),
+    "config not an object": (lambda meta: {**meta, "config": "cls"}, "field 'config.model.pooling'=None"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CORRUPT_FINETUNE))
+def test_a_corrupt_finetune_json_is_one_line_naming_the_file_and_field(damage, finetuned, capsys, tmp_path):
+    import json
+
+    folder = copy_of(finetuned, tmp_path)
+    change, says = CORRUPT_FINETUNE[damage]
+    damaged = change(json.loads((folder / "finetune.json").read_text()))
+    if isinstance(damaged, bytes):
+        (folder / "finetune.json").write_bytes(damaged)
+    else:
+        (folder / "finetune.json").write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(40))])
+    before = fingerprint(folder, fasta)
+    code, stderr = grover(capsys, "predict", "--checkpoint", str(folder), "--fasta", str(fasta),
+                          "--out", str(tmp_path / "out" / "scores.tsv"))
+    assert_one_line_error(code, stderr, folder / "finetune.json", says)
+    assert not (tmp_path / "out").exists()
+    assert fingerprint(folder, fasta) == before
+
+
+def test_a_scan_window_of_zero_leaves_no_file_and_no_folder(finetuned, capsys, tmp_path):
+    from grover_jax.data.tasks.errors import FinetuneError
+    from grover_jax.programs.predict import predict_regions
+
+    fasta = write_fasta(tmp_path / "chr20.fa", [("chr20", real_bases(600))])
+    out = tmp_path / "out" / "scan.bedGraph"
+    code, stderr = grover(capsys, "predict", "--checkpoint", str(finetuned), "--fasta", str(fasta), "--scan",
+                          "--window", "0", "--out", str(out))
+    assert_one_line_error(code, stderr, "--window 0")
+    with pytest.raises(FinetuneError, match="--window 0 / --stride 50 must be positive"):
+        predict_regions(finetuned, [str(fasta)], None, out, scan=True, window=0, stride=50)  # the Python entry
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chr20.fa"]
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_a_zero_batch_size_with_real_inputs_is_one_line_and_makes_no_folder(stage, pretrained_run, small_store,
+                                                                              task_cache, capsys, tmp_path):
+    before = fingerprint(small_store, pretrained_run)
+    work = tmp_path / "work"
+    where = (["--workdir", str(work), "--store", str(small_store)] if stage == "pretrain"
+             else ["--checkpoint", str(pretrained_run), "--out", str(work)])
+    code, stderr = grover(capsys, stage, *where, "--set", "train.batch_size=0")
+    assert_one_line_error(code, stderr, "train.batch_size=0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert fingerprint(small_store, pretrained_run) == before
+
+
+# --- 17. an HF folder whose config.json holds a value of the wrong type --------------------------------
+
+
+@pytest.fixture(scope="module")
+def hf_folder(pretrained_run, tmp_path_factory) -> Path:
+    """The small pretrained run exported as an HF BertForMaskedLM folder."""
+    from grover_jax.interop.hf import export_masked_lm
+    from grover_jax.runs import load_pretrained
+
+    pretrained = load_pretrained(pretrained_run)
+    return export_masked_lm(pretrained.params, pretrained.model_config, pretrained.tokenizer_path,
+                            tmp_path_factory.mktemp("hf") / "hf")
+
+
+MISTYPED_HF_FIELDS = {
+    "vocab_size": ("six hundred", "vocab_size='six hundred': must be a whole number"),
+    "num_hidden_layers": (1.5, "num_hidden_layers=1.5: must be a whole number"),
+    "max_position_embeddings": (True, "max_position_embeddings=True: must be a whole number"),
+    "num_attention_heads": (0, "num_attention_heads=0: must be >= 1"),
+    "hidden_dropout_prob": ("0.1", "hidden_dropout_prob='0.1': must be a number"),
+    "layer_norm_eps": (None, "layer_norm_eps=None: must be a number"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(MISTYPED_HF_FIELDS))
+def test_a_mistyped_hf_config_field_is_one_line_naming_field_and_file(key, hf_folder, capsys, tmp_path):
+    import json
+
+    folder = copy_of(hf_folder, tmp_path)
+    value, says = MISTYPED_HF_FIELDS[key]
+    config = json.loads((folder / "config.json").read_text())
+    assert key in config  # the field is one an export writes
+    (folder / "config.json").write_text(json.dumps({**config, key: value}, indent=2))
+    before = fingerprint(folder)
+    code, stderr = grover(capsys, "import-hf", "--hf", str(folder), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, stderr, folder / "config.json", says)
+    assert not (tmp_path / "run").exists()
+    assert fingerprint(folder) == before

@@ -22,7 +22,6 @@ checking they are tied), `bert.pooler.*` (HF drops it too), the NSP head `cls.se
 of BertForPreTraining checkpoints, and the `position_ids` buffer older transformers versions saved.
 """
 
-import dataclasses
 import json
 import math
 from collections.abc import Iterable
@@ -40,6 +39,7 @@ from grover_jax.atomic_files import replace_folder, temporary_folder
 from grover_jax.interop.errors import HfConversionError
 from grover_jax.model import BertConfig
 from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification
+from grover_jax.model.config_values import bert_config_from_values
 from grover_jax.tokenizer import PAD_ID, SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 
 MODEL_FILE = "model.safetensors"
@@ -200,16 +200,18 @@ def model_config_from_hf(config: dict[str, Any], where: str = "config.json") -> 
             raise HfConversionError(f"{where}: {field}={config[field]!r} is not supported (only {allowed[0]!r})")
     if config.get("tie_word_embeddings", True) is False:
         raise HfConversionError(f"{where}: tie_word_embeddings=false is not supported (the MLM decoder is tied)")
-    field_type = {field.name: field.type for field in dataclasses.fields(BertConfig)}
     values = {}
     for row in HF_CONFIG:
         if row.field is None:
             continue
         if row.key in config:
-            values[row.field] = field_type[row.field](config[row.key])
+            values[row.field] = config[row.key]
         elif not row.optional:
             raise HfConversionError(f"{where}: missing field {row.key}")
-    return BertConfig(**values)
+    try:
+        return bert_config_from_values(values, {row.field: row.key for row in HF_CONFIG if row.field})
+    except ValueError as error:  # a mistyped value, named by its config.json key
+        raise HfConversionError(f"{where}: {error}") from None
 
 
 def run_config_from_hf(cfg: BertConfig) -> ml_collections.ConfigDict:

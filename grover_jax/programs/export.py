@@ -100,7 +100,10 @@ def export_classifier(ft_dir: str | Path, out: str | Path, overwrite: bool = Fal
     out = hf.export_classifier(params, finetuned.encoder, finetuned.num_classes, finetuned.pooling,
                                finetuned.tokenizer_path, out, overwrite, class_names=finetuned.class_names,
                                extra_files=_extras(card, record))
-    return _verify(out, "BertForSequenceClassification", params, finetuned.encoder, finetuned.tokenizer_path, check)
+    export = _verify(out, "BertForSequenceClassification", params, finetuned.encoder, finetuned.tokenizer_path,
+                     check)
+    finetuned.warn_if_unfinished()
+    return export
 
 
 def read_export_record(out: str | Path) -> dict[str, Any] | None:

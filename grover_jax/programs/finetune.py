@@ -35,7 +35,13 @@ from grover_jax.evaluation import METRICS, bootstrap_intervals, classification_m
 from grover_jax.model import BertForSequenceClassification
 from grover_jax.parallel import make_mesh, replicated
 from grover_jax.programs.baselines import cnn_baseline, kmer_logistic_baseline
-from grover_jax.runs import load_pretrained, run_folder, save_best_params, start_finetuned_folder
+from grover_jax.runs import (
+    RESULTS_FILE,
+    load_pretrained,
+    run_folder,
+    save_best_params,
+    start_finetuned_folder,
+)
 from grover_jax.tokenizer import load_tokenizer
 from grover_jax.train.classifier import (
     bert_apply,
@@ -47,7 +53,6 @@ from grover_jax.train.classifier import (
 )
 
 DEFAULT_WINDOW = {"promscan": 1000, "ctcf": 300}
-RESULTS_FILE = "results.json"
 
 
 # ---------------------------------------------------------------- inputs
