@@ -380,7 +380,7 @@ def scales_table(root: Path) -> str:
         spread = "(one seed)"
         try:
             top1 = np.array([r["model_top1"] for r in json.loads((root / scale / "seeds" / "result.json").read_text())["rows"]])
-            spread = f"(model over {len(top1)} seeds: {top1.mean():.3f} ± {top1.std(ddof=1):.3f} sd)"
+            spread = f"(model over {len(top1)} seeds: {top1.mean():.4f} ± {top1.std(ddof=1):.4f} sd)"
         except (OSError, ValueError):
             pass
         lines.append(
