@@ -1,6 +1,9 @@
 """A classifier's probabilities come with its class names, and an exported HF classifier loaded
 back keeps them (config.json's id2label)."""
 
+import json
+import shutil
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -49,3 +52,16 @@ def test_labels_and_probabilities_agree_with_the_transformers_pipeline(exported)
     ours = grover_jax.load(exported).predict_labelled(SEQUENCES)
     for theirs, mine in zip(pipeline(SEQUENCES), ours, strict=True):
         assert {row["label"]: row["score"] for row in theirs} == pytest.approx(mine, abs=1e-5)
+
+
+@pytest.mark.parametrize("num_labels", ["three", 2.0, 0, True])
+def test_a_mistyped_num_labels_is_one_error_naming_the_field(exported, tmp_path, num_labels):
+    folder = tmp_path / "clf"
+    shutil.copytree(exported, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_labels"] = num_labels
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(hf.HfConversionError) as error:
+        grover_jax.load(folder)
+    message = str(error.value)
+    assert "\n" not in message and "config.json" in message and "num_labels" in message

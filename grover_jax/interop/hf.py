@@ -430,7 +430,9 @@ def classifier_from_hf(hf_dir: str | Path) -> tuple[Any, BertConfig, int]:
     """(BertForSequenceClassification params, BertConfig, num_labels) of an HF classifier folder."""
     config, state = read_hf_folder(hf_dir)
     cfg = model_config_from_hf(config, f"{hf_dir}/config.json")
-    num_labels = int(config.get("num_labels", len(config.get("id2label", {})) or 2))
+    num_labels = config.get("num_labels", len(config.get("id2label") or {}) or 2)
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise HfConversionError(f"{hf_dir}/config.json: num_labels={num_labels!r} must be a whole number >= 1")
     params = hf_to_flax(state, _template(BertForSequenceClassification(cfg, num_labels, "cls")), str(hf_dir))
     return params, cfg, num_labels
 
