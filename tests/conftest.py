@@ -13,8 +13,9 @@ if importlib.util.find_spec("libtpu") is not None:
 
 import pytest
 
+import grover_jax
 from grover_jax import bundled
-from grover_jax.genome import read_genome
+from grover_jax.genome import read_fasta, read_genome
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GROVER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -78,3 +79,15 @@ def pretrained_run(tmp_path_factory, bundled_store) -> Path:
                                                "train.checkpoint_every=150"])
     pretrain(config, workdir, bundled_store, progress=False)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    """The shipped masked LM (grover-small-hg19-chr20), loaded once for every test that reads it."""
+    return grover_jax.load("grover-small-hg19-chr20", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def chr20_bases() -> str:
+    """The bundled real hg19 chr20 slice (chr20:32,000,001-37,000,000) as one string."""
+    return read_fasta(bundled.FASTA, keep_soft_mask=False)[0].sequence.tobytes().decode("ascii")

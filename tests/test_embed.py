@@ -6,40 +6,27 @@ import gzip
 import numpy as np
 import pytest
 
-import grover_jax
 from grover_jax import bundled
 from grover_jax.cli import main
-from grover_jax.genome import read_fasta
 from tests.conftest import write_fasta
 
-NAME = "grover-small-hg19-chr20"
 PAIRS = {"A": "T", "C": "G", "G": "C", "T": "A", "N": "N"}
-
-
-@pytest.fixture(scope="module")
-def model():
-    return grover_jax.load(NAME, batch_size=8)
-
-
-@pytest.fixture(scope="module")
-def chr20():
-    return read_fasta(bundled.FASTA, keep_soft_mask=False)[0].sequence.tobytes().decode("ascii")
 
 
 def other_strand(sequence: str) -> str:
     return "".join(PAIRS[base] for base in reversed(sequence))
 
 
-def test_both_strands_is_the_mean_of_the_sequence_and_its_reverse_complement(model, chr20):
-    sequences = [chr20[1_000_000:1_000_300], chr20[2_000_000:2_000_090] + "NN" + chr20[2_000_100:2_000_140]]
-    forward = model.embed(sequences, pooling="mean")
-    reverse = model.embed([other_strand(s) for s in sequences], pooling="mean")
-    both = model.embed(sequences, pooling="mean", strand="both")
+def test_both_strands_is_the_mean_of_the_sequence_and_its_reverse_complement(shipped_model, chr20_bases):
+    sequences = [chr20_bases[1_000_000:1_000_300], chr20_bases[2_000_000:2_000_090] + "NN" + chr20_bases[2_000_100:2_000_140]]
+    forward = shipped_model.embed(sequences, pooling="mean")
+    reverse = shipped_model.embed([other_strand(s) for s in sequences], pooling="mean")
+    both = shipped_model.embed(sequences, pooling="mean", strand="both")
     np.testing.assert_allclose(both, (forward + reverse) / 2, atol=2e-5)
     assert np.abs(forward - reverse).max() > 1e-3  # the model is strand-specific: the option does something
-    np.testing.assert_allclose(model.embed(sequences[0], pooling="mean", strand="both"), both[0], atol=2e-5)
+    np.testing.assert_allclose(shipped_model.embed(sequences[0], pooling="mean", strand="both"), both[0], atol=2e-5)
     with pytest.raises(ValueError, match="pooling='mean'"):
-        model.embed(sequences, strand="both")
+        shipped_model.embed(sequences, strand="both")
 
 
 def run(argv, capsys):
@@ -48,7 +35,7 @@ def run(argv, capsys):
     return code, captured.out, captured.err
 
 
-def test_embed_writes_one_row_per_bed_interval_and_names_them(model, chr20, tmp_path, capsys):
+def test_embed_writes_one_row_per_bed_interval_and_names_them(shipped_model, chr20_bases, tmp_path, capsys):
     # 0-based chr20 coordinates inside the bundled slice (chr20:32,000,001-37,000,000).
     bed = tmp_path / "regions.bed.gz"
     with gzip.open(bed, "wt") as handle:
@@ -61,9 +48,9 @@ def test_embed_writes_one_row_per_bed_interval_and_names_them(model, chr20, tmp_
                       "--batch-size", "4"], capsys)
     assert code == 0
     vectors = np.load(out)
-    assert vectors.shape == (3, model.hidden_size) and vectors.dtype == np.float32
-    expected = model.embed([chr20[1_000_000:1_000_400], other_strand(chr20[2_000_000:2_000_250]),
-                            chr20[3_600_000:3_600_180]], pooling="mean")
+    assert vectors.shape == (3, shipped_model.hidden_size) and vectors.dtype == np.float32
+    expected = shipped_model.embed([chr20_bases[1_000_000:1_000_400], other_strand(chr20_bases[2_000_000:2_000_250]),
+                            chr20_bases[3_600_000:3_600_180]], pooling="mean")
     np.testing.assert_allclose(vectors, expected, atol=2e-5)
     rows = [line.split("\t") for line in (tmp_path / "emb.tsv").read_text().splitlines()]
     assert rows == [["name", "chrom", "start", "end", "strand"],
@@ -77,20 +64,20 @@ def test_embed_writes_one_row_per_bed_interval_and_names_them(model, chr20, tmp_
     saved = np.load(npz)
     assert list(saved["name"]) == ["first", "second", "chr20:35600001-35600180"]
     assert list(saved["start"]) == [33000000, 34000000, 35600000]
-    np.testing.assert_allclose(saved["embeddings"][0], model.embed(chr20[1_000_000:1_000_400], "mean", "both"),
+    np.testing.assert_allclose(saved["embeddings"][0], shipped_model.embed(chr20_bases[1_000_000:1_000_400], "mean", "both"),
                                atol=2e-5)
 
 
-def test_embed_of_fasta_records_has_one_row_each(model, chr20, tmp_path, capsys):
-    fasta = write_fasta(tmp_path / "records.fa", [("promoter_like some description", chr20[10_000:10_350]),
-                                                  ("chr20:32050001-32050200", chr20[50_000:50_200]),
+def test_embed_of_fasta_records_has_one_row_each(shipped_model, chr20_bases, tmp_path, capsys):
+    fasta = write_fasta(tmp_path / "records.fa", [("promoter_like some description", chr20_bases[10_000:10_350]),
+                                                  ("chr20:32050001-32050200", chr20_bases[50_000:50_200]),
                                                   ("gap", "N" * 80)])
     out = tmp_path / "emb.npy"
     code, _, err = run(["embed", "--fasta", str(fasta), "--out", str(out)], capsys)
     assert code == 0
     vectors = np.load(out)
-    assert vectors.shape == (3, model.hidden_size)
-    np.testing.assert_allclose(vectors[:2], model.embed([chr20[10_000:10_350], chr20[50_000:50_200]], "mean"),
+    assert vectors.shape == (3, shipped_model.hidden_size)
+    np.testing.assert_allclose(vectors[:2], shipped_model.embed([chr20_bases[10_000:10_350], chr20_bases[50_000:50_200]], "mean"),
                                atol=2e-5)
     assert np.isnan(vectors[2]).all()
     assert "1 of 3 regions have no A, C, G or T base" in err
