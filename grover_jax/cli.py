@@ -34,6 +34,12 @@ def _add_genome_args(parser: argparse.ArgumentParser) -> None:
                              "splits with the bundled genome, else everything train)")
 
 
+def _add_masked_lm_checkpoint(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint of a command that reads a masked LM: the shipped model unless told otherwise."""
+    parser.add_argument("--checkpoint", default="grover-small-hg19-chr20",
+                        help="pretraining run folder, HF BERT MLM folder or shipped model name (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grover", description="GROVER-style DNA language models in JAX")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -174,8 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed = stages.add_parser("embed", help="mean-pooled embeddings of FASTA records or BED intervals -> .npy "
                                             "(+ .tsv of the rows) or .npz")
-    embed.add_argument("--checkpoint", default="grover-small-hg19-chr20",
-                       help="pretraining run folder, HF BERT folder or shipped model name (default: %(default)s)")
+    _add_masked_lm_checkpoint(embed)
     embed.add_argument("--fasta", nargs="+", required=True, help="sequences to embed, or the genome of --bed")
     embed.add_argument("--bed", help="embed these intervals of --fasta (a '-' strand one as its reverse complement)")
     embed.add_argument("--out", required=True, help="X.npy (rows named in X.tsv beside it) or X.npz")
@@ -185,8 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = stages.add_parser("score-variants", help="zero-shot score log P(alt) - log P(ref) of each VCF variant "
                                                      "in a window of the genome -> TSV")
-    score.add_argument("--checkpoint", default="grover-small-hg19-chr20",
-                       help="pretraining run folder, HF BERT MLM folder or shipped model name (default: %(default)s)")
+    _add_masked_lm_checkpoint(score)
     score.add_argument("--fasta", nargs="+", required=True, help="the reference genome the VCF is on")
     score.add_argument("--vcf", required=True, help="VCF or VCF.gz (CHROM POS ID REF ALT read)")
     score.add_argument("--out", required=True, help="output TSV: chrom pos id ref alt score")

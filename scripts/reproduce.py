@@ -43,12 +43,12 @@ from grover_jax.evaluation.bootstrap import paired_bootstrap
 from grover_jax.evaluation.fill_in import FillInNgram, fill_in_set, score_model
 from grover_jax.interop import hf
 from grover_jax.interop.model_card import masked_lm_card, read_config, write_card
-from grover_jax.runs import load_pretrained
 from grover_jax.programs.copy_sanity import GATE_MIN_TOP1, GATE_STEPS, run_copy_sanity
 from grover_jax.programs.mlm_eval import evaluate_fill_in, masked_lm_logits_fn, rows_markdown
 from grover_jax.programs.next_kmer import results_markdown, run_next_kmer
 from grover_jax.programs.pretrain import pretrain
 from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
+from grover_jax.runs import load_pretrained
 from grover_jax.store import StoreError, open_store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,12 @@
 import pytest
 
 from grover_jax.genome.fasta import read_fasta
-from grover_jax.programs.copy_sanity import GATE_MIN_TOP1, GATE_STEPS, run_copy_sanity, write_tandem_copies
+from grover_jax.programs.copy_sanity import (
+    GATE_MIN_TOP1,
+    GATE_STEPS,
+    run_copy_sanity,
+    write_tandem_copies,
+)
 
 
 def test_tandem_copies_are_real_units_repeated_in_new_orders(tmp_path, bundled_genome):
