@@ -12,7 +12,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.task = ml_collections.ConfigDict()
-    config.task.name = "prom300"  # prom300 | promscan | ctcf | user (with task.csv or task.bed)
+    config.task.name = "prom300"  # prom300 | promscan | ctcf | promoter_gc | user (with task.csv or task.bed)
     config.task.fasta = ""  # genome FASTA (empty: the bundled chr20 slice); comma-separated for several
     config.task.annotation = ""  # folder with tss.bed.gz and CTCF.bed.gz (empty: bundled annotation)
     config.task.motif = ""  # JASPAR .pfm for ctcf (empty: bundled MA0139.1)
@@ -21,6 +21,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.task.window = 0  # promscan / ctcf window in bp; 0: the task's default (1000 / 300)
     config.task.span = 0  # promscan: bp tiled around each TSS; 0: 10 x window (paper: 10 kb)
     config.task.ctcf_pvalue = 1e-5
+    # Label efficiency: a class-stratified fraction of the train split (drawn with `seed`), the same
+    # valid and test splits (grover_jax/data/tasks/label_fraction.py).
+    config.task.train_fraction = 1.0
     config.task.block_size = 250_000  # split blocks (see grover_jax/data/tasks/regions.py)
     config.task.data_dir = ""  # where the array_record datasets are built; empty: $GROVER_JAX_TASKS, else ~/.cache/grover_jax/tasks
 

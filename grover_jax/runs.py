@@ -12,6 +12,7 @@ A fine-tuned folder (`grover finetune --out`), read by `grover predict`, `grover
     finetune.json        config, classes, encoder config, token length, task, pretrained run
     tokenizer.json       the pretrained run's tokenizer
     best/params.npz      the best classifier parameters (flattened paths -> arrays)
+    test_probabilities.npz  every model's test-split class probabilities and the labels
     results.json         written last by finetune: a folder without it is a fine-tuning that did
                          not finish (its best/params.npz is the best before it stopped)
 
@@ -49,6 +50,7 @@ from grover_jax.train import Checkpointer, TrainState, make_optimizer
 
 FINETUNE_FILE = "finetune.json"
 TOKENIZER_FILE = "tokenizer.json"
+TEST_PROBABILITIES = "test_probabilities.npz"
 BEST_PARAMS = "best/params.npz"
 RESULTS_FILE = "results.json"
 POOLINGS = ("cls", "mean")
@@ -261,6 +263,25 @@ def start_finetuned_folder(out: Path, tokenizer_path: Path, meta: dict[str, Any]
 
 def save_best_params(out: Path, params: Any) -> None:
     save_params(params, out / BEST_PARAMS)
+
+
+def save_test_probabilities(out: Path, labels: np.ndarray, probabilities: dict[str, np.ndarray]) -> None:
+    """Each model's class probabilities on the test split, beside the labels, so that two runs can
+    be compared on the same examples later (paired intervals across seeds and arms)."""
+    with atomic_output(out / TEST_PROBABILITIES) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, labels=np.asarray(labels), names=np.array(list(probabilities)),
+                 **{f"model_{i}": np.asarray(p, np.float32) for i, p in enumerate(probabilities.values())})
+
+
+def load_test_probabilities(out: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(test labels, model name -> [N, K] probabilities) as save_test_probabilities wrote them."""
+    path = Path(out) / TEST_PROBABILITIES
+    try:
+        with np.load(path) as archive:
+            names = [str(n) for n in archive["names"]]
+            return archive["labels"], {name: archive[f"model_{i}"] for i, name in enumerate(names)}
+    except (OSError, KeyError, ValueError) as error:
+        raise FinetuneError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
 
 
 def _flatten(params: Any) -> dict[str, np.ndarray]:

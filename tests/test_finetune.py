@@ -11,10 +11,11 @@ import pytest
 from grover_jax.cli import main
 from grover_jax.configuration import load_config
 from grover_jax.data.tasks import FinetuneError
+from grover_jax.evaluation.metrics import classification_metrics
 from grover_jax.model import BertForSequenceClassification
 from grover_jax.programs.finetune import finetune
 from grover_jax.programs.predict import predict_regions
-from grover_jax.runs import load_params, load_pretrained
+from grover_jax.runs import load_params, load_pretrained, load_test_probabilities
 from grover_jax.train.classifier import class_weights, classifier_params, weighted_loss
 
 # Few epochs of a 64-wide model: seconds per epoch on 2 cores.
@@ -61,6 +62,13 @@ def test_results_files_hold_every_metric_with_intervals(prom300_run):
             assert low <= entry["test"]["metrics"][metric] <= high
     table = (root / "ft" / "results.md").read_text()
     assert "| GROVER-jax (cls pooling) |" in table and "| majority class |" in table
+    # The test probabilities are kept, so arms can later be compared on the same examples; they are
+    # the ones the reported metrics came from.
+    labels, probabilities = load_test_probabilities(root / "ft")
+    assert len(labels) == saved["task"]["test_examples"]
+    for name, p in probabilities.items():
+        assert p.shape == (len(labels), 2)
+        assert classification_metrics(labels, p)["mcc"] == pytest.approx(saved["models"][name]["test"]["metrics"]["mcc"])
 
 
 def test_predict_scores_sequences_and_scans_a_bedgraph(prom300_run, bundled_slice_fasta, tmp_path):

@@ -27,3 +27,31 @@ def paired_bootstrap(values_a: np.ndarray, values_b: np.ndarray, groups: np.ndar
     tail = (1 - level) / 2 * 100
     return {"difference": float((a - b).mean()), "low": float(np.percentile(means, tail)),
             "high": float(np.percentile(means, 100 - tail)), "n_groups": int(n_groups)}
+
+
+def paired_metric_bootstrap(labels: np.ndarray, probabilities_a_SxNxK: np.ndarray,
+                            probabilities_b_SxNxK: np.ndarray, metric, n_resamples: int = 1000,
+                            level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Interval of (mean over seeds of metric(a) - mean over seeds of metric(b)) for a metric that
+    is not a mean over examples (MCC, AUROC): two arms, each fine-tuned with the same S seeds and
+    scored on the same N test examples.
+
+    Every resample draws N examples with replacement once and scores both arms, every seed, on that
+    same draw, so the interval is of the paired difference. `metric(labels, probabilities_NxK)`
+    returns a float; resamples where it is undefined (NaN) are left out.
+    """
+    labels = np.asarray(labels)
+    a, b = np.asarray(probabilities_a_SxNxK), np.asarray(probabilities_b_SxNxK)
+    if a.ndim != 3 or a.shape != b.shape or a.shape[1] != len(labels):
+        raise ValueError(f"need [seeds, {len(labels)}, classes] for both arms, got {a.shape} and {b.shape}")
+
+    def difference(index: np.ndarray) -> float:
+        return float(np.mean([metric(labels[index], p[index]) for p in a])
+                     - np.mean([metric(labels[index], p[index]) for p in b]))
+
+    rng = np.random.default_rng(seed)
+    draws = np.array([difference(rng.integers(0, len(labels), len(labels))) for _ in range(n_resamples)])
+    draws = draws[~np.isnan(draws)]
+    tail = (1 - level) / 2 * 100
+    return {"difference": difference(np.arange(len(labels))), "low": float(np.percentile(draws, tail)),
+            "high": float(np.percentile(draws, 100 - tail)), "n_resamples": len(draws)}

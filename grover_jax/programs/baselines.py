@@ -152,7 +152,8 @@ def cnn_baseline(data: TaskData, config: ml_collections.ConfigDict, mesh, log: C
     tx = classifier_optimizer(train_cfg, steps, config.baselines.cnn_learning_rate)
     state = TrainState.create(apply_fn=apply, params=params, tx=tx)
     result = fit(state, inputs["train"], inputs["valid"], num_classes=num_classes, batch_size=batch_size,
-                 max_epochs=config.baselines.cnn_max_epochs, eval_every=0, patience=train_cfg.patience,
+                 max_epochs=config.baselines.cnn_max_epochs, eval_every=train_cfg.eval_every,
+                 patience=train_cfg.patience,
                  selection_metric=train_cfg.selection_metric, weighted=train_cfg.class_weighted,
                  seed=config.seed, mesh=mesh, log=lambda line: log(f"CNN {line}"))
     test = predict_probabilities(apply, result.params, {"codes": inputs["test"]["codes"]}, batch_size, mesh)

@@ -13,6 +13,7 @@ Output folder:
     best/params.npz      the best classifier parameters (flattened paths → arrays)
                          (these three written and read by `grover_jax/runs.py` only)
     history.jsonl        train loss and valid metrics per evaluation
+    test_probabilities.npz  every model's test class probabilities and the labels (paired comparisons)
     results.json / results.md   valid and test metrics with bootstrap intervals, every model
 """
 
@@ -31,6 +32,7 @@ from flax.training.train_state import TrainState
 from grover_jax.atomic_files import write_text
 from grover_jax.data.tasks.builders import TaskSpec, check_task_name, prepare_task
 from grover_jax.data.tasks.errors import FinetuneError
+from grover_jax.data.tasks.label_fraction import with_train_fraction
 from grover_jax.evaluation import METRICS, bootstrap_intervals, classification_metrics
 from grover_jax.model import BertForSequenceClassification
 from grover_jax.parallel import make_mesh, replicated
@@ -40,6 +42,7 @@ from grover_jax.runs import (
     load_pretrained,
     run_folder,
     save_best_params,
+    save_test_probabilities,
     start_finetuned_folder,
 )
 from grover_jax.tokenizer import load_tokenizer
@@ -126,9 +129,11 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
     pretrained = load_pretrained(checkpoint)
     tokenizer = load_tokenizer(pretrained.tokenizer_path)
     spec = task_spec(config.task, pretrained.tokenizer_path, config.seed)
-    data = prepare_task(spec, config.task.data_dir)
+    data = with_train_fraction(prepare_task(spec, config.task.data_dir), config.task.train_fraction, config.seed)
     num_classes = len(data.class_names)
     log(f"task {spec.task} ({spec.source}) from {data.data_dir}: labels {data.report['labels']}")
+    if "train_fraction" in data.report:
+        log(f"training on {config.task.train_fraction:g} of the train labels: {data.report['train_fraction']['labels']}")
 
     model_cfg = pretrained.model_config
     max_tokens = min(config.model.max_tokens or model_cfg.max_position_embeddings,
@@ -174,6 +179,7 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
                                           test_inputs, batch_size, mesh)
     name = f"GROVER-jax ({config.model.pooling} pooling)" if config.model.pretrained else (
         f"same encoder, not pretrained ({config.model.pooling} pooling)")
+    test_probabilities = {name: probabilities}
     models = {
         name: {
             "test": evaluate(test_labels, probabilities, config.eval, config.seed),
@@ -185,11 +191,13 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
     if baselines:
         for name, run in (("k-mer logistic regression", kmer_logistic_baseline), ("CNN", cnn_baseline)):
             fitted = run(data, config, mesh, log)
-            models[name] = {"test": evaluate(test_labels, fitted.pop("test_probabilities"), config.eval,
-                                             config.seed), **fitted}
+            test_probabilities[name] = fitted.pop("test_probabilities")
+            models[name] = {"test": evaluate(test_labels, test_probabilities[name], config.eval, config.seed),
+                            **fitted}
     results = {
         "task": {"name": spec.task, "source": spec.source, "spec": dataclasses.asdict(spec),
-                 "labels": data.report["labels"], "dropped": data.report.get("dropped", {}),
+                 "labels": data.report["labels"], "train_fraction": data.report.get("train_fraction"),
+                 "dropped": data.report.get("dropped", {}),
                  "construction": data.report.get("construction", ""), "class_names": data.class_names,
                  "test_examples": len(test_labels), "data_dir": str(data.data_dir)},
         "checkpoint": str(pretrained.run_dir), "pretrained_step": pretrained.step,
@@ -197,6 +205,7 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
         "bootstrap": config.eval.bootstrap, "ci_level": config.eval.ci_level,
         "models": models,
     }
+    save_test_probabilities(out, test_labels, test_probabilities)
     # results.json last and whole: its presence marks a finished run (read_results).
     write_text(out / "results.md", markdown_table(results))
     write_text(out / RESULTS_FILE, json.dumps(results, indent=1))
