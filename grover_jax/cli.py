@@ -152,11 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--config", default="select_vocab", help="configs/*.py (e.g. configs/select_vocab.py:quick)")
     select.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=C")
 
-    finetune = stages.add_parser("finetune", help="fine-tune a pretrained encoder on prom300, promscan, ctcf or "
+    finetune = stages.add_parser("finetune", help="fine-tune a pretrained encoder on prom300, promscan, ctcf, promoter_gc or "
                                                   "your labelled sequences; test metrics with bootstrap intervals")
     finetune.add_argument("--checkpoint", required=True, help="pretraining run folder (or its checkpoints/)")
     finetune.add_argument("--task", default=None,
-                          help="prom300 | promscan | ctcf | a CSV file (sequence,label[,split]); "
+                          help="prom300 | promscan | ctcf | promoter_gc | a CSV file (sequence,label[,split]); "
                                "with --bed: your FASTA + BED of labelled intervals")
     finetune.add_argument("--out", required=True, help="folder for results.{json,md}, best/params.npz")
     finetune.add_argument("--fasta", nargs="+", help="genome for the tasks (default: the bundled chr20 slice)")

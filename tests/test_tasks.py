@@ -37,10 +37,11 @@ def tasks(tmp_path_factory, bundled_store):
         "prom300": prepare_task(TaskSpec("prom300", tokenizer=tokenizer), data_dir),
         "promscan": prepare_task(TaskSpec("promscan", window=500, span=5000), data_dir),
         "ctcf": prepare_task(TaskSpec("ctcf", window=300), data_dir),
+        "promoter_gc": prepare_task(TaskSpec("promoter_gc"), data_dir),
     }
 
 
-@pytest.mark.parametrize("task", ["prom300", "promscan", "ctcf"])
+@pytest.mark.parametrize("task", ["prom300", "promscan", "ctcf", "promoter_gc"])
 def test_splits_never_share_a_region_or_a_sequence(tasks, task):
     rows = list(examples_of(tasks[task]))
     assert {split for split, *_ in rows} == set(SPLITS)
@@ -54,7 +55,7 @@ def test_splits_never_share_a_region_or_a_sequence(tasks, task):
     assert all(len(s) == 1 for s in splits_of.values())
 
 
-@pytest.mark.parametrize("task", ["prom300", "promscan", "ctcf"])
+@pytest.mark.parametrize("task", ["prom300", "promscan", "ctcf", "promoter_gc"])
 def test_label_balance_is_reported_and_matches_the_files(tasks, task):
     data = tasks[task]
     for split in SPLITS:

@@ -19,6 +19,9 @@ class BedRow:
     name: str
     strand: str
     line: int
+    # Columns after the sixth, as text: an annotation table's own fields (tss.bed.gz: gene_type,
+    # level, source), read by the task that needs them.
+    extra: tuple[str, ...] = ()
 
 
 def read_bed(path: str | Path, name_required: bool = False) -> list[BedRow]:
@@ -66,4 +69,4 @@ def _read_row(path: Path, number: int, text: str, name_required: bool) -> BedRow
         raise GenomeFormatError(path, number, "missing the label column (4th, BED name)", "label")
     name = fields[3] if len(fields) > 3 else ""
     strand = fields[5] if len(fields) > 5 and fields[5] in ("+", "-") else "+"
-    return BedRow(canonical_chromosome_name(fields[0]), start, end, name, strand, number)
+    return BedRow(canonical_chromosome_name(fields[0]), start, end, name, strand, number, tuple(fields[6:]))

