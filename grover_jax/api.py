@@ -48,7 +48,13 @@ from grover_jax.interop.hf import (
 )
 from grover_jax.masked_lm import MaskedLMMethods
 from grover_jax.model import BertConfig
-from grover_jax.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
+from grover_jax.model.bert import (
+    BertEmbeddings,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertLayer,
+    BertModel,
+)
 from grover_jax.runs import is_finetuned_folder, load_pretrained, read_finetuned
 from grover_jax.tokenizer import SPECIAL_TOKENS, GenomeTokenizer, load_tokenizer
 from grover_jax.train.classifier import batch_outputs
@@ -95,6 +101,11 @@ class GroverModel(MaskedLMMethods):
         self.window_tokens = model_config.max_position_embeddings - 2
         encoder_model = BertModel(model_config)
         self._hidden = jax.jit(lambda p, ids, mask: encoder_model.apply({"params": p}, ids, mask))
+        # Rematerialisation only changes what a backward pass stores; without it every layer's
+        # output is a plain captured value.
+        states_model = BertModel(dataclasses.replace(model_config, remat=False))
+        self._layer_states = jax.jit(
+            lambda p, ids, mask, layers: _layer_states(states_model, p, ids, mask, layers), static_argnums=3)
         mlm_model = BertForMaskedLM(model_config)
         self._log_probs = jax.jit(
             lambda p, ids, mask: jax.nn.log_softmax(mlm_model.apply({"params": p}, ids, mask), axis=-1)
@@ -146,6 +157,28 @@ class GroverModel(MaskedLMMethods):
         for hidden in self._wrapped_outputs(lambda ids, mask: self._hidden(self.encoder_params, ids, mask), chunks):
             for row in np.asarray(hidden, np.float32):
                 out.append(row[1 : 1 + len(chunks[len(out)])])
+        return out
+
+    @property
+    def num_layers(self) -> int:
+        return self.model_config.num_layers
+
+    def layer_states_chunks(self, chunks: list[np.ndarray], layers: Sequence[int] | None = None) -> list[np.ndarray]:
+        """Hidden states of each id chunk (≤ W ids, encoded alone as [CLS] chunk [SEP], those two
+        rows dropped) at each of `layers` (default all, 0..num_layers): layer 0 is the embeddings'
+        output, layer i the output of encoder layer i, so layer num_layers is what `embed_chunks`
+        returns (HF's output_hidden_states). One [len(layers), len(chunk), hidden_size] float32
+        array per chunk."""
+        layers = tuple(range(self.num_layers + 1)) if layers is None else tuple(int(i) for i in layers)
+        if not layers or any(not 0 <= i <= self.num_layers for i in layers):
+            raise ValueError(f"layers must be among 0..{self.num_layers} (0: the embeddings' output)")
+        if any(len(c) > self.window_tokens or len(c) == 0 for c in chunks):
+            raise ValueError(f"chunks must hold 1..{self.window_tokens} token ids")
+        out: list[np.ndarray] = []
+        for states in self._wrapped_outputs(
+                lambda ids, mask: self._layer_states(self.encoder_params, ids, mask, layers), chunks):
+            for row in np.asarray(states, np.float32):
+                out.append(row[:, 1 : 1 + len(chunks[len(out)])])
         return out
 
     def embed(self, sequences: str | Sequence[str], pooling: Literal["tokens", "mean"] = "tokens",
@@ -276,6 +309,20 @@ class GroverModel(MaskedLMMethods):
         ref_log_p = log_probs[0, ref_positions, ref_span].sum()
         alt_log_p = log_probs[1, alt_positions, alt_span].sum()
         return float(alt_log_p - ref_log_p)
+
+
+def _layer_states(model: BertModel, params: Any, ids_BxL: jax.Array, mask_BxL: jax.Array,
+                  layers: tuple[int, ...]) -> jax.Array:
+    """[B, len(layers), L, D]: the outputs of the embeddings (layer 0) and of each encoder layer,
+    captured as the unchanged model computes them (flax capture_intermediates)."""
+    def captured(module: Any, method_name: str) -> bool:
+        return method_name == "__call__" and isinstance(module, (BertEmbeddings, BertLayer))
+
+    _, state = model.apply({"params": params}, ids_BxL, mask_BxL, capture_intermediates=captured)
+    intermediates = state["intermediates"]
+    states = [intermediates["embeddings"]["__call__"][0]]
+    states += [intermediates["encoder"]["layer"][str(i)]["__call__"][0] for i in range(model.cfg.num_layers)]
+    return jnp.stack([states[i] for i in layers], axis=1)
 
 
 def load(path: str | Path, batch_size: int = 32) -> GroverModel:

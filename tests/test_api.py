@@ -69,6 +69,34 @@ def log_likelihood(model, sequence_ids, span_start, span):
     return sum(log_p[1 + span_start + i, token] for i, token in enumerate(span))
 
 
+def test_layer_states_are_the_embeddings_and_each_layers_output(model, chr20):
+    import dataclasses
+
+    from grover_jax.model.bert import BertEmbeddings
+
+    chunks = [model.token_ids(chr20[3_600_000:3_601_500])[: model.window_tokens], model.token_ids(chr20[100:180])]
+    states = model.layer_states_chunks(chunks)
+    assert [s.shape for s in states] == [(3, len(c), model.hidden_size) for c in chunks]  # embeddings + 2 layers
+    # The last layer is embed_chunks' output, bit for bit; a subset of layers is those rows.
+    for last, s in zip(model.embed_chunks(chunks), states):
+        assert np.array_equal(s[-1], last)
+    for subset, s in zip(model.layer_states_chunks(chunks, layers=[1, 0]), states):
+        assert np.array_equal(subset, s[[1, 0]])
+    # Independently: layer 0 from the embeddings module alone, layer 1 as the last state of the
+    # same model cut to its first layer.
+    window = np.array([[CLS_ID, *chunks[0], SEP_ID]], np.int32)
+    embeddings = BertEmbeddings(model.model_config).apply({"params": model.encoder_params["embeddings"]}, window,
+                                                          np.zeros_like(window), True)
+    np.testing.assert_allclose(states[0][0], np.asarray(embeddings)[0, 1:-1], atol=1e-6)
+    params = {"embeddings": model.encoder_params["embeddings"],
+              "encoder": {"layer": {"0": model.encoder_params["encoder"]["layer"]["0"]}}}
+    one_layer = BertModel(dataclasses.replace(model.model_config, num_layers=1))
+    hidden = one_layer.apply({"params": params}, window, np.ones_like(window))
+    np.testing.assert_allclose(states[0][1], np.asarray(hidden)[0, 1:-1], atol=2e-5)
+    with pytest.raises(ValueError, match="layers must be among 0..2"):
+        model.layer_states_chunks(chunks, layers=[3])
+
+
 def test_variant_score_is_the_masked_log_likelihood_ratio(model, chr20):
     sequence = chr20[3_600_100:3_600_260]
     pos, ref = 80, chr20[3_600_180]
