@@ -124,8 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--repeats", help="repeats: RepeatMasker BED (default: the bundled hg19 rows)")
     analyze.add_argument("--annotation", help="regions: folder with tss, exons, genes, hg19_repeats .bed.gz "
                                               "(default: the bundled annotation)")
-    analyze.add_argument("--split", help="ambiguity: split whose windows are sampled (default: valid)")
-    analyze.add_argument("--windows", type=int, help="ambiguity: number of windows (default: 64)")
+    analyze.add_argument("--split", help="tokens, ambiguity, self_similarity: split whose windows are sampled "
+                                         "(default: valid)")
+    analyze.add_argument("--windows", type=int, help="tokens, ambiguity, self_similarity: number of windows "
+                                                     "(default: 64)")
+    analyze.add_argument("--embedding", choices=("contextual", "input"),
+                         help="tokens: hidden states averaged over occurrences, or the input embedding matrix "
+                              "(default: contextual)")
+    analyze.add_argument("--layer", type=int, help="tokens: layer of the contextual embeddings, 0 (embeddings' "
+                                                   "output) to the number of layers (default: the last)")
+    analyze.add_argument("--max-occurrences", type=int, help="tokens, self_similarity: occurrences counted per "
+                                                             "token at most (default: 5000)")
     analyze.add_argument("--max-regions", type=int, help="regions: regions embedded (default: 4000)")
     analyze.add_argument("--region-tokens", type=int, help="regions: tokens per region (default: 32)")
     next_kmer = stages.add_parser("next-kmer", help="fine-tune to predict the k bases after a window (GROVER's task)")
@@ -316,6 +325,9 @@ def _analyze(args: argparse.Namespace) -> None:
     options = {"repeats": {"repeats_bed": args.repeats}, "regions": {
         "annotation_dir": args.annotation, "max_regions": args.max_regions,
         "region_tokens": args.region_tokens}, "ambiguity": {"split": args.split, "n_windows": args.windows},
+        "tokens": {"embedding": args.embedding, "layer": args.layer, "split": args.split, "n_windows": args.windows,
+                   "max_occurrences": args.max_occurrences},
+        "self_similarity": {"split": args.split, "n_windows": args.windows, "max_occurrences": args.max_occurrences},
     }.get(args.analysis, {})
     csv_path = run_analysis(args.analysis, args.checkpoint, args.store, args.out,
                             **{k: v for k, v in options.items() if v is not None})

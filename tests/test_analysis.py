@@ -14,15 +14,18 @@ from grover_jax.runs import load_pretrained
 from grover_jax.store import open_store
 from grover_jax.tokenizer import SPECIAL_TOKENS
 
-OPTIONS = {"tokens": [], "repeats": [], "ambiguity": ["--windows", "12"], "regions": ["--max-regions", "600"]}
+# (analysis, options, subfolder of the output folder)
+RUNS = [("tokens", ["--windows", "12"], ""), ("tokens", ["--embedding", "input"], "input"),
+        ("repeats", [], ""), ("ambiguity", ["--windows", "12"], ""), ("regions", ["--max-regions", "600"], ""),
+        ("self_similarity", ["--windows", "6", "--max-occurrences", "10"], "")]
 
 
 @pytest.fixture(scope="module")
 def analyses(pretrained_run, bundled_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("analyses")
-    for name, options in OPTIONS.items():
+    for name, options, folder in RUNS:
         code = main(["analyze", name, "--checkpoint", str(pretrained_run), "--store", str(bundled_store),
-                     "--out", str(out), *options])
+                     "--out", str(out / folder), *options])
         assert code == 0
     return out
 
@@ -33,7 +36,8 @@ def read_csv(path) -> list[dict[str, str]]:
 
 
 def test_every_analysis_writes_its_plots(analyses):
-    for png in ("tokens_pca.png", "token_correlations.png", "repeats.png", "ambiguity.png", "regions.png"):
+    for png in ("tokens_pca.png", "token_correlations.png", "repeats.png", "ambiguity.png", "regions.png",
+                "self_similarity.png"):
         assert (analyses / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (analyses / png).with_suffix(".svg").read_text().startswith("<?xml")  # the vector copy beside it
     # Axes and colour bars are named for a reader, not by the CSV's column names.
@@ -41,7 +45,7 @@ def test_every_analysis_writes_its_plots(analyses):
     assert "occurrences in the store (log10)" in labels and "log10_count" not in labels
     assert "majority class of train (accuracy)" in (analyses / "regions.svg").read_text()
     # Each file was written under a temporary name and renamed: none is left behind.
-    assert not [p.name for p in analyses.iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in analyses.rglob(".*")]
 
 
 def test_an_output_is_replaced_whole_or_not_at_all(tmp_path):
@@ -89,10 +93,12 @@ def test_the_bundled_annotation_is_refused_on_another_genome(analysis, bed, pret
     assert not list(tmp_path.iterdir())
 
 
-def test_token_embedding_axes_correlate_with_frequency_as_recomputed(analyses, pretrained_run, bundled_store):
-    rows = read_csv(analyses / "token_correlations.csv")
-    assert list(rows[0]) == ["axis", "explained_variance", "property", "spearman_rho", "n_tokens"]
-    assert {r["property"] for r in rows} == {"log10_count", "gc", "ag", "length"}
+def test_input_embedding_axes_correlate_with_frequency_as_recomputed(analyses, pretrained_run, bundled_store):
+    rows = read_csv(analyses / "input" / "token_correlations.csv")
+    assert list(rows[0]) == ["axis", "explained_variance", "property", "spearman_rho", "n_tokens", "embedding",
+                             "layer"]
+    assert {r["property"] for r in rows} == {"log10_count", "gc", "ag", "ac", "length"}
+    assert {(r["embedding"], r["layer"]) for r in rows} == {("input", "")}
     assert all(np.isfinite(float(r["spearman_rho"])) and abs(float(r["spearman_rho"])) <= 1 for r in rows)
     rho = {(r["axis"], r["property"]): float(r["spearman_rho"]) for r in rows}
 
@@ -194,3 +200,149 @@ def test_the_logistic_probe_finds_a_rare_class_in_held_out_sequence(bundled_geno
     # Weighted by inverse frequency, the rare class is found: a majority vote would score 0.5.
     assert labels[600:].sum() >= 5
     assert balanced_accuracy(labels[600:], predicted) > 0.9
+
+
+def test_contextual_token_embeddings_average_each_tokens_occurrences(pretrained_run, bundled_store):
+    import grover_jax
+    from grover_jax.analysis.sampling import evenly_spaced_windows
+    from grover_jax.analysis.tokens import contextual_token_embeddings
+
+    model, store = grover_jax.load(pretrained_run), open_store(bundled_store)
+    mean, count = contextual_token_embeddings(model, store, "valid", n_windows=4)
+    # By hand: the same 4 windows through embed_chunks (the last layer), one token's rows averaged.
+    starts = evenly_spaced_windows(store, ("valid",), model.window_tokens, 4)
+    windows = [store.window(int(s), model.window_tokens) for s in starts]
+    hidden = model.embed_chunks(windows)
+    np.testing.assert_array_equal(count, np.bincount(np.concatenate(windows), minlength=len(count)))
+    id_to_token = model.tokenizer.id_to_token
+    token = max(np.flatnonzero(count >= 3), key=lambda i: len(id_to_token[i]))
+    vectors = np.concatenate([h[w == token] for w, h in zip(windows, hidden)]).astype(np.float64)
+    np.testing.assert_allclose(mean[token], vectors.mean(axis=0), rtol=1e-6, atol=1e-7)
+    assert np.isnan(mean[count == 0]).all()
+
+    # At most 3 occurrences counted: the most frequent token's first, middle and last, in window order.
+    capped, capped_count = contextual_token_embeddings(model, store, "valid", n_windows=4, max_occurrences=3)
+    np.testing.assert_array_equal(capped_count, np.minimum(count, 3))
+    token = int(np.argmax(count))
+    vectors = np.concatenate([h[w == token] for w, h in zip(windows, hidden)]).astype(np.float64)
+    n = len(vectors)
+    assert n > 3
+    np.testing.assert_allclose(capped[token], vectors[[0, int(np.round((n - 1) / 2)), n - 1]].mean(axis=0),
+                               rtol=1e-6, atol=1e-7)
+
+    # Another layer is that layer's states averaged the same way.
+    first, _ = contextual_token_embeddings(model, store, "valid", n_windows=4, layer=0)
+    states = model.layer_states_chunks(windows, layers=[0])
+    vectors = np.concatenate([s[0][w == token] for w, s in zip(windows, states)]).astype(np.float64)
+    np.testing.assert_allclose(first[token], vectors.mean(axis=0), rtol=1e-6, atol=1e-7)
+
+
+def test_contextual_token_tables_record_what_was_averaged(analyses):
+    import json
+
+    settings = json.loads((analyses / "tokens.json").read_text())
+    assert settings["embedding"] == "contextual" and settings["layer"] == settings["num_layers"] == 2
+    assert (settings["split"], settings["n_windows"], settings["max_occurrences"]) == ("valid", 12, 5000)
+    rows = read_csv(analyses / "token_correlations.csv")
+    assert {(r["embedding"], r["layer"]) for r in rows} == {("contextual", "2")}
+    tokens = read_csv(analyses / "tokens.csv")
+    assert list(tokens[0])[:10] == ["token_id", "token", "count", "log10_count", "gc", "ag", "ac", "length",
+                                    "averaged", "pc1"]
+    assert "pc6" in tokens[0]
+    assert all(1 <= int(t["averaged"]) <= int(t["count"]) for t in tokens)
+    assert sum(int(t["averaged"]) for t in tokens) <= 12 * 126  # 12 windows of W = 126 tokens
+    ac = {t["token"]: float(t["ac"]) for t in tokens}
+    assert all(ac[t] == pytest.approx((t.count("A") + t.count("C")) / len(t), abs=1e-6) for t in ac)
+
+    # The paper table: our rho is the one token_correlations.csv has for that axis and property,
+    # the best axis the largest |rho| of that property over PC1..PC6.
+    paper = read_csv(analyses / "token_paper_correlations.csv")
+    rho = {(r["axis"], r["property"]): float(r["spearman_rho"]) for r in rows}
+    assert [(r["axis"], r["property"], float(r["paper"])) for r in paper[:6]] == [
+        ("pc1", "log10_count", 0.88), ("pc2", "gc", -0.96), ("pc3", "ag", 0.94), ("pc4", "length", 0.39),
+        ("pc5", "ac", -0.81), ("pc6", "length", 0.43)]
+    for r in paper[:6]:
+        assert float(r["ours"]) == pytest.approx(rho[(r["axis"], r["property"])], abs=1e-5)
+        best = max((f"pc{k}" for k in range(1, 7)), key=lambda a: abs(rho[(a, r["property"])]))
+        assert (r["best_axis"], float(r["best_rho"])) == (best, pytest.approx(rho[(best, r["property"])], abs=1e-5))
+    variance = max(float(r["explained_variance"]) for r in rows if r["axis"].startswith("pc"))
+    assert (paper[6]["property"], float(paper[6]["paper"])) == ("explained_variance", 0.035)
+    assert float(paper[6]["ours"]) == pytest.approx(variance, rel=1e-5)
+
+
+def test_the_paper_table_puts_each_property_beside_its_axis():
+    from grover_jax.analysis.tokens import paper_correlation_table
+
+    rng = np.random.default_rng(0)
+    table = {p: rng.random(50) for p in ("log10_count", "gc", "ag", "ac", "length")}
+    noise = rng.random(50)
+    # Axes that are monotone functions of the properties: |rho| = 1 where the paper pairs them,
+    # except PC4 (noise), whose length row must point at PC6 instead.
+    scores = np.stack([table["log10_count"] ** 3, -table["gc"], table["ag"], noise, 2 * table["ac"],
+                       np.log(table["length"]), noise[::-1]], axis=1)
+    explained = np.array([0.03, 0.02, 0.01, 0.01, 0.01, 0.005, 0.001])
+    rows = paper_correlation_table(table, scores, explained)
+    assert [(r["axis"], r["property"], r["paper"]) for r in rows] == [
+        ("pc1", "log10_count", 0.88), ("pc2", "gc", -0.96), ("pc3", "ag", 0.94), ("pc4", "length", 0.39),
+        ("pc5", "ac", -0.81), ("pc6", "length", 0.43), ("one pc (max)", "explained_variance", 0.035)]
+    assert [r["ours"] for r in rows[:6]] == pytest.approx(
+        [1, -1, 1, scipy_stats.spearmanr(noise, table["length"]).statistic, 1, 1])
+    assert [r["best_axis"] for r in rows[:6]] == ["pc1", "pc2", "pc3", "pc6", "pc5", "pc6"]
+    assert (rows[6]["ours"], rows[6]["best_axis"]) == (0.03, "pc1")
+
+
+def test_self_similarity_of_three_hand_vectors_and_the_pairwise_mean():
+    from grover_jax.analysis.contextual import self_similarity
+
+    # Directions of (2, 0), (0, 3) and (1, 1): cosines 0, 1/√2, 1/√2, mean √2/3.
+    units = np.array([[1.0, 0.0], [0.0, 1.0], [2**-0.5, 2**-0.5]])
+    assert self_similarity(np.array([3]), units.sum(axis=0)[None]) == pytest.approx([np.sqrt(2) / 3])
+    # Random vectors: the O(n) formula is the mean over all ordered pairs i ≠ j of cos(h_i, h_j).
+    h = np.random.default_rng(1).normal(size=(40, 16)) + 0.3
+    pairs = [h[i] @ h[j] / np.linalg.norm(h[i]) / np.linalg.norm(h[j])
+             for i in range(40) for j in range(40) if i != j]
+    units = h / np.linalg.norm(h, axis=1, keepdims=True)
+    sums = np.stack([units.sum(axis=0), units[:1].sum(axis=0), np.zeros(16)])
+    similarity = self_similarity(np.array([40, 1, 0]), sums)
+    assert similarity[0] == pytest.approx(np.mean(pairs), rel=1e-12)
+    assert np.isnan(similarity[1:]).all()  # one occurrence or none: no pair
+
+
+def test_self_similarity_per_layer_is_recomputed_from_the_last_hidden_states(analyses, pretrained_run,
+                                                                             bundled_store):
+    import grover_jax
+    from grover_jax.analysis.sampling import evenly_spaced_windows
+
+    rows = read_csv(analyses / "self_similarity.csv")
+    assert list(rows[0]) == ["token_id", "token", "count", "layer", "self_similarity"]
+    by_token: dict[str, dict[int, float]] = {}
+    for r in rows:
+        by_token.setdefault(r["token_id"], {})[int(r["layer"])] = float(r["self_similarity"])
+    assert all(sorted(layers) == [0, 1, 2] for layers in by_token.values())
+    assert all(2 <= int(r["count"]) <= 10 for r in rows)
+    assert all(-1 <= s <= 1 + 1e-9 for layers in by_token.values() for s in layers.values())
+
+    model, store = grover_jax.load(pretrained_run), open_store(bundled_store)
+    starts = evenly_spaced_windows(store, ("valid",), model.window_tokens, 6)
+    windows = [store.window(int(s), model.window_tokens) for s in starts]
+    seen = np.bincount(np.concatenate(windows))
+    top = int(np.argmax(seen))
+    assert seen[top] > 10 and int(next(r["count"] for r in rows if int(r["token_id"]) == top)) == 10  # the cap
+    # One token seen 2..10 times (all counted): pairwise cosines of its last-layer vectors.
+    row = max((r for r in rows if int(r["layer"]) == 2 and seen[int(r["token_id"])] <= 10),
+              key=lambda r: int(r["count"]))
+    token = int(row["token_id"])
+    h = np.concatenate([e[w == token] for w, e in zip(windows, model.embed_chunks(windows))]).astype(np.float64)
+    assert len(h) == int(row["count"])
+    cosines = (h / np.linalg.norm(h, axis=1, keepdims=True)) @ (h / np.linalg.norm(h, axis=1, keepdims=True)).T
+    expected = (cosines.sum() - np.trace(cosines)) / (len(h) * (len(h) - 1))
+    assert float(row["self_similarity"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_a_layer_the_model_lacks_is_one_line(pretrained_run, bundled_store, tmp_path, capsys):
+    code = main(["analyze", "tokens", "--checkpoint", str(pretrained_run), "--store", str(bundled_store),
+                 "--out", str(tmp_path), "--layer", "3"])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "grover: error: layer 3: the model has layers 0 (embeddings' output)..2"]
+    assert not list(tmp_path.iterdir())

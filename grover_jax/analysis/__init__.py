@@ -1,10 +1,12 @@
 """The paper's representation analyses (`grover analyze NAME`), each writing PNG plots and CSVs.
 
-    tokens     input embeddings vs token frequency, GC, AG, length (PCA axes, Spearman)
-    repeats    fraction of each token's occurrences inside RepeatMasker intervals
-    ambiguity  variance of each token's contextual embeddings across occurrences
-    regions    region-average embeddings vs promoter/exon/repeat/intron/intergenic, linear probe
-               against a k-mer-frequency probe
+    tokens           token embeddings (contextual, averaged over occurrences; or the input matrix)
+                     vs token frequency, GC, AG, AC, length (PCA axes, Spearman)
+    repeats          fraction of each token's occurrences inside RepeatMasker intervals
+    ambiguity        variance of each token's contextual embeddings across occurrences
+    regions          region-average embeddings vs promoter/exon/repeat/intron/intergenic, linear
+                     probe against a k-mer-frequency probe
+    self_similarity  mean cosine similarity of a token's vectors across contexts, per layer
 """
 
 import os
@@ -16,11 +18,12 @@ from grover_jax.analysis.ambiguity import analyze_ambiguity
 from grover_jax.analysis.errors import AnalysisError
 from grover_jax.analysis.regions import analyze_regions
 from grover_jax.analysis.repeats import analyze_repeats
+from grover_jax.analysis.self_similarity import analyze_self_similarity
 from grover_jax.analysis.tokens import analyze_tokens
 from grover_jax.store import open_store
 
 ANALYZERS = {"tokens": analyze_tokens, "repeats": analyze_repeats, "ambiguity": analyze_ambiguity,
-             "regions": analyze_regions}
+             "regions": analyze_regions, "self_similarity": analyze_self_similarity}
 ANALYSES = tuple(ANALYZERS)
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grover_jax.analysis.errors import AnalysisError
-from grover_jax.analysis.sampling import evenly_spaced_windows
+from grover_jax.analysis.sampling import split_windows
 from grover_jax.api import GroverModel
 from grover_jax.atomic_files import csv_writer, save_figure
 from grover_jax.store import TokenStore
@@ -46,12 +45,7 @@ def analyze_ambiguity(model: GroverModel, store: TokenStore, out: Path, split: s
     import matplotlib.pyplot as plt
 
     window_tokens = model.window_tokens
-    splits = list(dict.fromkeys(c["split"] for c in store.contigs))
-    if split not in splits:
-        raise AnalysisError(f"{store.path}: no split {split!r} (the store has {', '.join(splits)})")
-    starts = evenly_spaced_windows(store, (split,), window_tokens, n_windows)
-    if len(starts) == 0:
-        raise AnalysisError(f"{store.path}: split {split!r} has no window of {window_tokens} tokens")
+    starts = split_windows(store, split, window_tokens, n_windows)
     count, total, squared = contextual_moments(model, store, starts, window_tokens)
     id_to_token = model.tokenizer.id_to_token
     ids = np.flatnonzero(count >= min_occurrences)
