@@ -17,6 +17,11 @@ Parts, in order (each depends only on earlier ones):
                order-10 Markov model on the same examples, paired bootstrap intervals
     ship       (chromosome) the best checkpoint as an HF folder, float16, with its model card; with
                --ship it replaces the package's grover_jax/resources/models/grover-small-hg19-chr20
+    downstream (chromosome) what pretraining adds: the shipped model fine-tuned beside the same
+               encoder not pretrained, 4-/6-mer logistic regressions and the CNN, over seeds and
+               fractions of the training labels, paired bootstrap intervals (needs --annotation for
+               the chr20 tasks and --gue for the GUE tasks; a task whose input is not given is
+               skipped, and the section says so)
 A part whose result.json exists is read back, not redone (pretraining resumes where it stopped), so
 re-running the command after an interruption continues. Everything lands in --workdir; RESULTS.md's
 sections between `<!-- reproduce:<scale>:<part> -->` markers are rewritten, the rest is kept.
@@ -47,12 +52,13 @@ from grover_jax.programs.copy_sanity import GATE_MIN_TOP1, GATE_STEPS, run_copy_
 from grover_jax.programs.mlm_eval import evaluate_fill_in, masked_lm_logits_fn, rows_markdown
 from grover_jax.programs.next_kmer import results_markdown, run_next_kmer
 from grover_jax.programs.pretrain import pretrain
+from grover_jax.programs.pretraining_effect import compare, markdown_header, markdown_rows
 from grover_jax.programs.vocabulary import build_token_store, learn_vocabulary
 from grover_jax.runs import load_pretrained
 from grover_jax.store import StoreError, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("sanity", "pilot", "pretrain", "mlm", "seeds", "ship", "next_kmer")
+PARTS = ("sanity", "pilot", "pretrain", "mlm", "seeds", "ship", "next_kmer", "downstream")
 # The chromosome-scale model, shipped inside the package (bundled.MODELS).
 SHIPPED_NAME = "grover-small-hg19-chr20"
 
@@ -62,18 +68,28 @@ SANITY = {"sanity_steps": GATE_STEPS, "sanity_min_top1": GATE_MIN_TOP1}
 # The chromosome pilot: configs/small.py shape -> steps, chosen so that each takes about the same CPU
 # time; the first is the recipe's and the others are compared with it on the same targets.
 PILOT = {"4x256": 150, "6x384": 50}
+# What pretraining adds (programs/pretraining_effect.py): tasks, their label fractions (1.0 alone
+# where absent), seeds, and the budget every arm gets (optimizer steps, valid evaluations). A `gue:`
+# task is a GUE folder (train/dev/test CSVs) under --gue; the others are built from the genome.
+DOWNSTREAM = {"tasks": ("promoter_gc", "prom300", "ctcf", "gue:prom_300_tata", "gue:tf_4"),
+              "fractions": {"promoter_gc": (0.01, 0.1, 1.0), "gue:tf_4": (0.01, 0.1, 1.0)},
+              "seeds": (0, 1, 2), "steps": 200, "evaluations": 8}
 SCALES = {
     "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY, "seeds": (1, 2),
-               "next_kmer": {"examples": (16_000, 1_000, 4_000), "steps": 300, "ks": (2, 3, 4, 5, 6)}},
+               "next_kmer": {"examples": (16_000, 1_000, 4_000), "steps": 300, "ks": (2, 3, 4, 5, 6)},
+               "downstream": None},
     "chromosome": {"config": "small", "steps": None, "pilot": PILOT, "mlm_windows": 512, "seeds": (),
                    **SANITY,
                    # GROVER: 500,000 examples of 50 nt; at least 100,000 train and 20,000 test here.
-                   "next_kmer": {"examples": (100_000, 5_000, 20_000), "steps": 400, "ks": (2, 3, 4, 5, 6)}},
+                   "next_kmer": {"examples": (100_000, 5_000, 20_000), "steps": 400, "ks": (2, 3, 4, 5, 6)},
+                   "downstream": DOWNSTREAM},
     # A few-minute end-to-end run of every part, for the tests (its numbers mean nothing). Its gate
     # is 0: twenty steps learn nothing, and the gate's rule is tested by itself.
     "smoke": {"config": "tiny", "steps": 20, "seeds": (1,), "pilot": dict.fromkeys(PILOT, 2), "mlm_windows": 16,
               "sanity_steps": 20, "sanity_min_top1": 0.0,
-              "next_kmer": {"examples": (512, 64, 128), "steps": 4, "ks": (2,)}},
+              "next_kmer": {"examples": (512, 64, 128), "steps": 4, "ks": (2,)},
+              "downstream": {"tasks": ("promoter_gc",), "fractions": {"promoter_gc": (0.5, 1.0)}, "seeds": (0, 1),
+                             "steps": 4, "evaluations": 2}},
 }
 
 
@@ -107,9 +123,11 @@ def provenance_line(p: dict) -> str:
 
 
 class Reproduction:
-    def __init__(self, scale: str, workdir: Path, fasta: str | None, command: str):
+    def __init__(self, scale: str, workdir: Path, fasta: str | None, command: str, annotation: str | None = None,
+                 gue: str | None = None):
         self.scale, self.settings = scale, SCALES[scale]
         self.root, self.workdir, self.fasta, self.command = workdir, workdir / scale, fasta, command
+        self.annotation, self.gue = annotation, gue
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     # --- data -------------------------------------------------------------------------------------
@@ -263,13 +281,103 @@ class Reproduction:
             rows.append({"seed": seed, **row})
         return {"rows": rows, "seeds": [r["seed"] for r in rows]}
 
+    def downstream_task(self, task: str, config) -> str | None:
+        """`config.task` set for `task`; the reason it cannot run here, or None."""
+        if task.startswith("gue:"):
+            if not self.gue:
+                return "no --gue folder given"
+            try:
+                config.task.name, config.task.csv = "user", str(gue_csv(Path(self.gue) / task[4:], self.workdir / "gue"))
+            except FileNotFoundError as error:
+                return str(error)
+            return None
+        if self.scale == "chromosome" and not self.annotation:
+            return "no --annotation folder given (chr20 tss.bed.gz, CTCF.bed.gz)"
+        config.task.name = task
+        config.task.fasta = self.fasta or ""
+        config.task.annotation = self.annotation or ""
+        return None
+
+    def part_downstream(self) -> dict | None:
+        settings = self.settings["downstream"]
+        if not settings:
+            return None
+        # The chromosome scale fine-tunes the model that ships with the package; the others their own.
+        checkpoint = SHIPPED_NAME if self.scale == "chromosome" else self.workdir / "pretrain"
+        tasks, skipped = {}, {}
+        for task in settings["tasks"]:
+            config = load_config("finetune")
+            reason = self.downstream_task(task, config)
+            if reason:
+                skipped[task] = reason
+                continue
+            tasks[task] = compare(config, checkpoint, self.workdir / "downstream" / task.replace(":", "_"),
+                                  settings["seeds"], settings["fractions"].get(task, (1.0,)), settings["steps"],
+                                  settings["evaluations"])
+        plot_label_efficiency(tasks, self.workdir / "label_efficiency.png")
+        return {"tasks": tasks, "skipped": skipped, "checkpoint": str(checkpoint), "seeds": list(settings["seeds"])}
+
     def part_mlm(self) -> dict:
         rows = evaluate_fill_in(self.workdir / "pretrain", self.workdir / "store", "test",
                                 n_windows=self.settings["mlm_windows"])
         return {"rows": rows}
 
 
+def gue_csv(folder: Path, out: Path) -> Path:
+    """One `sequence,label,split` CSV from a GUE task folder's train / dev / test CSVs (dev is the
+    valid split); FileNotFoundError where the folder has no train.csv(.gz)."""
+    import csv
+    import gzip
+
+    splits = {}
+    for split, stem in (("train", "train"), ("valid", "dev"), ("test", "test")):
+        path = next((p for p in (folder / f"{stem}.csv.gz", folder / f"{stem}.csv") if p.exists()), None)
+        if path is None:
+            raise FileNotFoundError(f"{folder} has no {stem}.csv(.gz): GUE ships only dev and test for this task")
+        splits[split] = path
+    target = out / f"{folder.name}.csv"
+    if target.exists():
+        return target
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as temporary, open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sequence", "label", "split"])
+        for split, path in splits.items():
+            with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as source:
+                for row in csv.DictReader(source):
+                    writer.writerow([row["sequence"], row["label"], split])
+    return target
+
+
 # --- figures and markdown -------------------------------------------------------------------------
+
+
+def plot_label_efficiency(tasks: dict, out: Path) -> None:
+    """Test MCC (mean over seeds, bars: min to max) against the fraction of training labels, one panel
+    per task that has more than one fraction."""
+    curves = {task: result for task, result in tasks.items() if len(result["fractions"]) > 1}
+    if not curves:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, panels = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
+    for panel, (task, result) in zip(panels[0], curves.items()):
+        fractions = [float(f) for f in result["fractions"]]
+        for arm in next(iter(result["fractions"].values()))["mcc"]:
+            values = [np.array(entry["mcc"][arm]) for entry in result["fractions"].values()]
+            means = np.array([v.mean() for v in values])
+            spread = np.array([[m - v.min() for m, v in zip(means, values)], [v.max() - m for m, v in zip(means, values)]])
+            panel.errorbar(fractions, means, yerr=spread, marker="o", capsize=3, label=arm)
+        panel.set(xscale="log", xlabel="fraction of the training labels (log scale)", ylabel="test MCC",
+                  title=f"{task}: {len(result['seeds'])} seeds (bars: min to max)")
+        panel.legend(fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, out)
+
+
 def plot_curves(metrics_path: Path, out: Path, title: str) -> None:
     import matplotlib
 
@@ -331,6 +439,14 @@ def section(scale: str, part: str, result: dict) -> str:
         return head + f"{SHIPPED_NAME}: HF folder of step {result['step']:,}, {result['bytes'] / 1e6:.1f} MB.\n"
     if part == "mlm":
         return head + rows_markdown(result["rows"]) + "\n"
+    if part == "downstream":
+        lines = []
+        for task, task_result in result["tasks"].items():
+            lines += ([""] if lines else []) + markdown_header(task_result) + markdown_rows(task, task_result)
+        lines += [f"\nNot run: {task} ({reason})." for task, reason in result["skipped"].items()]
+        if any(len(r["fractions"]) > 1 for r in result["tasks"].values()):
+            lines.append(f"\n![label efficiency](docs/results/{scale}_label_efficiency.png)")
+        return head + "\n".join(lines) + "\n"
     if part == "seeds":
         lines = ["| seed | model top-1 | n-gram top-1 | model − n-gram [95 % CI] | model perplexity |",
                  "|---|---|---|---|---|"]
@@ -417,13 +533,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     parser.add_argument("--workdir", default=str(ROOT / "runs" / "reproduce"))
     parser.add_argument("--results", default=str(ROOT / "RESULTS.md"), help="the Markdown file to update")
+    parser.add_argument("--annotation", help="chromosome downstream: folder with chr20 tss.bed.gz and CTCF.bed.gz")
+    parser.add_argument("--gue", help="downstream: folder of GUE task folders (prom_300_tata/, tf_4/, ...)")
     parser.add_argument("--ship", action="store_true",
                         help="chromosome: put the exported model into the package (a new version of the recipe)")
     args = parser.parse_args(argv)
     if args.scale == "chromosome" and not args.fasta:
         parser.error("--scale chromosome needs --fasta (hg19 chr20: grover data fetch hg19 --chromosomes chr20)")
     command = "python scripts/reproduce.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    reproduction = Reproduction(args.scale, Path(args.workdir), args.fasta, command)
+    reproduction = Reproduction(args.scale, Path(args.workdir), args.fasta, command, args.annotation, args.gue)
     figures = Path(args.results).parent / "docs" / "results"
     for part in args.only or PARTS:
         result = reproduction.run(part)
@@ -438,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
             figures.mkdir(parents=True, exist_ok=True)
             source = reproduction.workdir / "pretrain_curves.png"
             (figures / f"{args.scale}_pretrain_curves.png").write_bytes(source.read_bytes())
+        if part == "downstream" and (reproduction.workdir / "label_efficiency.png").exists():
+            figures.mkdir(parents=True, exist_ok=True)
+            source = reproduction.workdir / "label_efficiency.png"
+            (figures / f"{args.scale}_label_efficiency.png").write_bytes(source.read_bytes())
         if part == "ship" and args.ship and args.scale == "chromosome":
             target = bundled.MODELS[SHIPPED_NAME]
             target.parent.mkdir(parents=True, exist_ok=True)

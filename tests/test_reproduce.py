@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,22 @@ def test_smoke_scale_writes_every_section_and_resumes(tmp_path):
     assert (tmp_path / "work" / "smoke" / "seeds" / "1" / "config.json").exists()
     assert (tmp_path / "docs" / "results" / "smoke_pretrain_curves.png").stat().st_size > 0
     assert (tmp_path / "work" / "smoke" / "pretrain_curves.svg").stat().st_size > 0
+    # What pretraining adds: both arms and the baselines per fraction and seed, scored on one test set,
+    # the half-label fraction trained on half the train split, and paired intervals around each difference.
+    downstream = json.loads((tmp_path / "work" / "smoke" / "downstream" / "result.json").read_text())
+    task = downstream["tasks"]["promoter_gc"]
+    half, full = task["fractions"]["0.5"], task["fractions"]["1"]
+    assert full["train_examples"] == [full["train_examples"][0]] * 2
+    assert all(abs(n - full["train_examples"][0] / 2) <= 1 for n in half["train_examples"])
+    for entry in (half, full):
+        assert set(entry["mcc"]) == {"pretrained", "not pretrained", "4-mer logistic regression",
+                                     "6-mer logistic regression", "CNN"}
+        assert all(len(values) == 2 for values in entry["mcc"].values())
+        for arm, paired in entry["paired"].items():
+            assert paired["difference"] == pytest.approx(np.mean(entry["mcc"]["pretrained"]) - np.mean(entry["mcc"][arm]))
+            assert paired["low"] <= paired["high"]
+    assert "| promoter_gc | 0.5 |" in text
+    assert (tmp_path / "docs" / "results" / "smoke_label_efficiency.png").stat().st_size > 0
 
     # A second run reads every finished part back: same results, nothing retrained.
     stamps = {p: (tmp_path / "work" / "smoke" / p / "result.json").stat().st_mtime_ns for p in reproduce.PARTS}
