@@ -105,10 +105,12 @@ def paper_correlation_table(table: dict[str, np.ndarray], scores: np.ndarray,
     for axis, prop, paper in PAPER_TOKEN_CORRELATIONS:
         a = int(axis[2:]) - 1
         column = rhos[:, PROPERTIES.index(prop)]
-        best = int(np.nanargmax(np.abs(column)))
+        # A property constant over the tokens (one length only) has no rho on any axis.
+        best = int(np.argmax(np.nan_to_num(np.abs(column), nan=-1.0)))
         rows.append({"axis": axis, "property": prop, "paper": paper,
                      "ours": float(column[a]) if a < len(column) else float("nan"),
-                     "best_axis": f"pc{best + 1}", "best_rho": float(column[best])})
+                     "best_axis": f"pc{best + 1}" if np.isfinite(column[best]) else "",
+                     "best_rho": float(column[best])})
     rows.append({"axis": "one pc (max)", "property": "explained_variance", "paper": PAPER_MAX_EXPLAINED_VARIANCE,
                  "ours": float(np.max(explained)), "best_axis": f"pc{int(np.argmax(explained)) + 1}",
                  "best_rho": float("nan")})
