@@ -17,6 +17,10 @@ Parts, in order (each depends only on earlier ones):
                order-10 Markov model on the same examples, paired bootstrap intervals
     ship       (chromosome) the best checkpoint as an HF folder, float16, with its model card; with
                --ship it replaces the package's grover_jax/resources/models/grover-small-hg19-chr20
+    representations  GROVER's token analyses: each token's contextual embedding (last layer) averaged
+               over its occurrences in evenly spaced valid windows, its principal components' Spearman
+               rho with frequency, GC, AG, AC and length beside the paper's, and per-layer
+               self-similarity; the same encoder with random weights as the control
     downstream (chromosome) what pretraining adds: the shipped model fine-tuned beside the same
                encoder not pretrained, 4-/6-mer logistic regressions and the CNN, over seeds and
                fractions of the training labels, paired bootstrap intervals (needs --annotation for
@@ -28,6 +32,7 @@ sections between `<!-- reproduce:<scale>:<part> -->` markers are rewritten, the 
 """
 
 import argparse
+import csv
 import datetime
 import json
 import os
@@ -41,7 +46,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from grover_jax import bundled
+from grover_jax import api, bundled
+from grover_jax.analysis.self_similarity import analyze_self_similarity
+from grover_jax.analysis.tokens import analyze_tokens
 from grover_jax.atomic_files import atomic_output, save_figure, write_text
 from grover_jax.configuration import load_config
 from grover_jax.evaluation.bootstrap import paired_bootstrap
@@ -58,7 +65,7 @@ from grover_jax.runs import load_pretrained
 from grover_jax.store import StoreError, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("sanity", "pilot", "pretrain", "mlm", "seeds", "ship", "next_kmer", "downstream")
+PARTS = ("sanity", "pilot", "pretrain", "mlm", "seeds", "ship", "next_kmer", "representations", "downstream")
 # The chromosome-scale model, shipped inside the package (bundled.MODELS).
 SHIPPED_NAME = "grover-small-hg19-chr20"
 
@@ -317,16 +324,88 @@ class Reproduction:
         plot_label_efficiency(tasks, self.workdir / "label_efficiency.png")
         return {"tasks": tasks, "skipped": skipped, "checkpoint": str(checkpoint), "seeds": list(settings["seeds"])}
 
+    def part_representations(self) -> dict:
+        checkpoint = bundled.MODELS[SHIPPED_NAME] if self.scale == "chromosome" else self.workdir / "pretrain"
+        trained = api.load(checkpoint)
+        store = open_store(self.store())
+        if trained.tokenizer.sha256 != store.tokenizer_sha256:
+            raise SystemExit(f"{checkpoint} and {store.path} use different tokenizers")
+        windows = self.settings["mlm_windows"]
+        models = {"trained": trained, "random weights": untrained_copy(trained, seed=0)}
+        result = {"checkpoint": str(checkpoint), "windows": windows, "models": {}}
+        for name, model in models.items():
+            out = self.workdir / "representations" / name.replace(" ", "_")
+            out.mkdir(parents=True, exist_ok=True)
+            analyze_tokens(model, store, out, n_windows=windows)
+            analyze_self_similarity(model, store, out, n_windows=windows)
+            with open(out / "token_paper_correlations.csv") as handle:
+                paper_rows = list(csv.DictReader(handle))
+            similarity = np.loadtxt(out / "self_similarity.csv", delimiter=",", skiprows=1, usecols=(3, 4))
+            layers = np.unique(similarity[:, 0]).astype(int)
+            result["models"][name] = {
+                "paper_rows": paper_rows,
+                "self_similarity_median": [float(np.median(similarity[similarity[:, 0] == layer, 1]))
+                                           for layer in layers],
+                "tokens": int(np.sum(similarity[:, 0] == 0))}
+        return result
+
     def part_mlm(self) -> dict:
         rows = evaluate_fill_in(self.workdir / "pretrain", self.workdir / "store", "test",
                                 n_windows=self.settings["mlm_windows"])
         return {"rows": rows}
 
 
+def untrained_copy(model, seed: int):
+    """The same encoder and tokenizer with freshly initialised weights: the control for what the
+    representation analyses would find without any training."""
+    import jax
+    from flax import linen as nn
+
+    from grover_jax.model import BertForMaskedLM
+
+    ids = np.zeros((1, 8), np.int32)
+    params = nn.unbox(BertForMaskedLM(model.model_config).init(jax.random.key(seed), ids, ids)["params"])
+    return api.GroverModel(model.model_config, model.tokenizer, mlm_params=params, batch_size=model.batch_size)
+
+
+def representations_markdown(result: dict, beside: dict | None) -> str:
+    """Our rho on the paper's axis and on the best-matching axis (first six PCs), for the trained
+    model and the random-weights control (and, at chromosome scale, the laptop's tiny model)."""
+    columns = {f"{name}": entry for name, entry in result["models"].items()}
+    if beside:
+        columns["tiny model (laptop scale)"] = beside["models"]["trained"]
+    header = ["| paper axis ~ property | GROVER (paper) |"
+              + "".join(f" {name}: same axis / best axis |" for name in columns),
+              "|---|---|" + "---|" * len(columns)]
+    rows = []
+    for index, paper_row in enumerate(next(iter(columns.values()))["paper_rows"]):
+        cells = []
+        for entry in columns.values():
+            row = entry["paper_rows"][index]
+            if row["property"] == "explained_variance":
+                cells.append(f"{float(row['ours']):.1%} ({row['best_axis']})")
+            else:
+                cells.append(f"{float(row['ours']):+.2f} / {row['best_axis']} {float(row['best_rho']):+.2f}")
+        label = ("largest variance share of one PC" if paper_row["property"] == "explained_variance"
+                 else f"{paper_row['axis'].upper()} ~ {paper_row['property']}")
+        paper = float(paper_row["paper"])
+        rows.append(f"| {label} | {paper:.1%} |" if paper_row["property"] == "explained_variance"
+                    else f"| {label} | {paper:+.2f} |")
+        rows[-1] += "".join(f" {cell} |" for cell in cells)
+    n_layers = len(next(iter(columns.values()))["self_similarity_median"])
+    similarity = ["", ("Self-similarity (median over tokens of the mean cosine between a token's occurrences), "
+                       "by layer (0: the embeddings' output):"), "",
+                  "| model | tokens | " + " | ".join(f"layer {i}" for i in range(n_layers)) + " |",
+                  "|---|---|" + "---|" * n_layers]
+    for name, entry in columns.items():
+        similarity.append(f"| {name} | {entry['tokens']} | "
+                          + " | ".join(f"{v:.3f}" for v in entry["self_similarity_median"]) + " |")
+    return "\n".join(header + rows + similarity) + "\n"
+
+
 def gue_csv(folder: Path, out: Path) -> Path:
     """One `sequence,label,split` CSV from a GUE task folder's train / dev / test CSVs (dev is the
     valid split); FileNotFoundError where the folder has no train.csv(.gz)."""
-    import csv
     import gzip
 
     splits = {}
@@ -401,7 +480,7 @@ def plot_curves(metrics_path: Path, out: Path, title: str) -> None:
     save_figure(figure, out)
 
 
-def section(scale: str, part: str, result: dict) -> str:
+def section(scale: str, part: str, result: dict, root: Path | None = None) -> str:
     p = result.get("provenance", {})
     head = f"Reproduced by: {provenance_line(p)}\n\n" if p else ""
     if part == "sanity":
@@ -439,6 +518,16 @@ def section(scale: str, part: str, result: dict) -> str:
         return head + f"{SHIPPED_NAME}: HF folder of step {result['step']:,}, {result['bytes'] / 1e6:.1f} MB.\n"
     if part == "mlm":
         return head + rows_markdown(result["rows"]) + "\n"
+    if part == "representations":
+        beside = None
+        laptop = root / "laptop" / "representations" / "result.json" if root else None
+        if scale == "chromosome" and laptop and laptop.exists():
+            beside = json.loads(laptop.read_text())
+        return head + (f"Tokens' last-layer embeddings averaged over their occurrences in {result['windows']} "
+                       "evenly spaced windows of the valid split (at most 5,000 occurrences each); "
+                       "principal components of those averages; Spearman's rho with token properties "
+                       "(PCA signs are arbitrary: compare magnitudes). The same encoder with random weights "
+                       "is the control.\n\n") + representations_markdown(result, beside)
     if part == "downstream":
         lines = []
         for task, task_result in result["tasks"].items():
@@ -547,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         result = reproduction.run(part)
         if not result:
             continue
-        write_results_md(Path(args.results), args.scale, part, section(args.scale, part, result))
+        write_results_md(Path(args.results), args.scale, part,
+                         section(args.scale, part, result, Path(args.workdir)))
         if part == "sanity" and not result["passed"]:
             print(f"sanity: the encoder filled in {result['model_top1']:.3f} of tandem copies (< {result['min_top1']}): "
                   "something is broken; no experiment runs", file=sys.stderr)

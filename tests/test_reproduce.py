@@ -59,6 +59,13 @@ def test_smoke_scale_writes_every_section_and_resumes(tmp_path):
             assert paired["low"] <= paired["high"]
     assert "| promoter_gc | 0.5 |" in text
     assert (tmp_path / "docs" / "results" / "smoke_label_efficiency.png").stat().st_size > 0
+    # The representation analyses of the smoke model and of the same encoder with random weights.
+    representations = json.loads((tmp_path / "work" / "smoke" / "representations" / "result.json").read_text())
+    for entry in representations["models"].values():
+        assert [row["axis"] for row in entry["paper_rows"]][:3] == ["pc1", "pc2", "pc3"]
+        assert len(entry["self_similarity_median"]) == 3  # the tiny encoder: embeddings + 2 layers
+        assert all(-1 <= v <= 1 for v in entry["self_similarity_median"]) and entry["tokens"] > 10
+    assert "| PC2 ~ gc | -0.96 |" in text
 
     # A second run reads every finished part back: same results, nothing retrained.
     stamps = {p: (tmp_path / "work" / "smoke" / p / "result.json").stat().st_mtime_ns for p in reproduce.PARTS}
