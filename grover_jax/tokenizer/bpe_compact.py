@@ -16,7 +16,7 @@ cycle's passes run on all cores (the compiled pass releases the GIL).
 """
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
@@ -109,26 +109,24 @@ class CompactSequence:
         self._order = sorted(range(len(self.tokens)), key=lambda c: -self.n_live[c])
 
     def merge(self, left: int, right: int, z: int) -> int:
-        def one(c: int) -> tuple[np.ndarray, int]:
+        tallies = self.merge_tokens(left, right, z)
+        apply_merge_tallies(self.pair_count, left, right, z, tallies)
+        return int(tallies[-1])
+
+    def merge_tokens(self, left: int, right: int, z: int) -> np.ndarray:
+        """Merge (left, right) into z in every chromosome; the pair counts are left as they were.
+        Returns the tallies that update them (`apply_merge_tallies`): [before (capacity), after
+        (capacity), merges], summed over chromosomes, so sums over any split of them add up too."""
+        def one(c: int) -> np.ndarray:
             neighbours = np.zeros((2, self.capacity), np.int64)
             self.n_live[c], merged = _merge_pass(self.tokens[c], self.n_live[c], left, right, z, neighbours)
-            return neighbours, merged
+            return np.append(neighbours.ravel(), merged)
 
         results = self._pool.map(one, self._order) if self._pool else map(one, self._order)
-        before = np.zeros(self.capacity, np.int64)
-        after = np.zeros(self.capacity, np.int64)
-        total = 0
-        for neighbours, merged in results:
-            before += neighbours[0]
-            after += neighbours[1]
-            total += merged
-        counts = self.pair_count
-        counts[left, right] -= total
-        counts[:, left] -= before
-        counts[:, z] += before
-        counts[right, :] -= after
-        counts[z, :] += after
-        return total
+        tallies = np.zeros(2 * self.capacity + 1, np.int64)
+        for one_chromosome in results:
+            tallies += one_chromosome
+        return tallies
 
     def token_counts(self, n_tokens: int) -> np.ndarray:
         counts = np.zeros(self.capacity, np.int64)
@@ -139,6 +137,17 @@ class CompactSequence:
     def close(self) -> None:
         if self._pool:
             self._pool.shutdown()
+
+
+def apply_merge_tallies(pair_count: np.ndarray, left: int, right: int, z: int, tallies: np.ndarray) -> None:
+    """Update pair counts, in place, for the merge of (left, right) into z that produced `tallies`."""
+    capacity = pair_count.shape[0]
+    before, after, total = tallies[:capacity], tallies[capacity : 2 * capacity], tallies[-1]
+    pair_count[left, right] -= total
+    pair_count[:, left] -= before
+    pair_count[:, z] += before
+    pair_count[right, :] -= after
+    pair_count[z, :] += after
 
 
 def best_pair(pair_count: np.ndarray, token_length: np.ndarray, max_token_length: int) -> tuple[int, int, int]:
@@ -189,12 +198,16 @@ def learn_bpe_compact(
 
 def read_learning_chromosomes(
     paths: list[str], split_spec: str, learn_on: str = "train",
+    keep_contigs: Callable[[list[int]], list[bool]] | None = None,
 ) -> tuple[list[np.ndarray], list[dict]]:
     """The `learn_on` contigs of each chromosome as uint16 sequences, reading one FASTA file at a time,
     so the peak is the token arrays (2 bytes/base) plus one file's worth of reading (the largest
     chromosome, with UCSC's one-file-per-chromosome layout). Returns (sequences, source records).
     Refuses what `read_genome` refuses for all files together: records overlapping across files, a
-    split naming a chromosome no file holds, no base in the `learn_on` split."""
+    split naming a chromosome no file holds, no base in the `learn_on` split.
+
+    `keep_contigs`, given the lengths of one file's `learn_on` contigs in order, says which to keep
+    (a worker's share of a genome split over processes); the checks above still see every contig."""
     by_chromosome: dict[str, list[np.ndarray]] = {}
     sources: list[dict] = []
     places = []
@@ -205,9 +218,12 @@ def read_learning_chromosomes(
         places.extend(record_places(genome.records))
         check_no_overlap(places)
         all_bases += sum(c.length for c in genome.contigs)
-        split_bases += sum(c.length for c in genome.split_contigs(learn_on))
+        learned = genome.split_contigs(learn_on)
+        split_bases += sum(c.length for c in learned)
+        if keep_contigs is not None:
+            learned = [c for c, keep in zip(learned, keep_contigs([c.length for c in learned])) if keep]
         for chromosome in dict.fromkeys(c.chromosome for c in genome.contigs):
-            contigs = [c for c in genome.split_contigs(learn_on) if c.chromosome == chromosome]
+            contigs = [c for c in learned if c.chromosome == chromosome]
             if not contigs:
                 continue
             # Filled contig by contig: no whole-chromosome uint8 copy on the way to uint16.
