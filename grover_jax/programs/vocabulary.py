@@ -15,6 +15,7 @@ from grover_jax.genome import (
 from grover_jax.genome.fasta import fasta_chromosomes
 from grover_jax.genome.fetch import expand_fasta_paths
 from grover_jax.genome.genome import NO_BASES
+from grover_jax.programs.bpe_workers import check_workers, learn_on_workers
 from grover_jax.store import build_sharded_store, build_store
 from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
 from grover_jax.tokenizer.bpe_compact import learn_bpe_compact, read_learning_chromosomes
@@ -39,12 +40,19 @@ def _approximate_bases(paths: list[str]) -> int:
 def learn_vocabulary(
     fasta: list[str] | None, out_dir: str | Path, cycles: int = 600, split_spec: str | None = None,
     learn_on: str = "train", max_token_length: int = 0, progress: bool = True, engine: str = "auto",
+    workers: int = 1, worker_rank: int | None = None, coordinator: str | None = None,
 ) -> Path:
     """Learn `cycles` GROVER cycles of BPE on the `learn_on` split ("train" keeps valid/test sequence
     unseen by the vocabulary too; "all" uses every contig) and save tokenizer.json in `out_dir`.
     `engine`: "linked" (fastest, ~28 bytes/base), "compact" (2 bytes/base, reads one file at a time:
-    whole genomes), "auto" (compact past LINKED_ENGINE_MAX_BASES); both give the same merges."""
+    whole genomes), "auto" (compact past LINKED_ENGINE_MAX_BASES); both give the same merges.
+    `workers` > 1 splits the contigs over that many processes (the same merges, `bpe_workers`): all
+    launched here, or with `worker_rank` and `coordinator` this host's one of a multi-host run."""
+    check_workers(workers, worker_rank, coordinator, engine)
     paths, split_spec = resolve_genome(fasta, split_spec)
+    if workers > 1 or worker_rank is not None:
+        return learn_on_workers(paths, split_spec, out_dir, cycles, learn_on, max_token_length, progress, workers,
+                                worker_rank, coordinator)
     if engine == "auto":
         engine = "compact" if _approximate_bases(paths) > LINKED_ENGINE_MAX_BASES else "linked"
     started = time.perf_counter()

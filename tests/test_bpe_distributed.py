@@ -1,0 +1,122 @@
+"""BPE cycles with the genome split over worker processes give the single-process vocabulary exactly."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from grover_jax import bundled
+from grover_jax.genome import read_genome
+from grover_jax.genome.genome import BASE_CODE
+from grover_jax.programs.bpe_workers import BpeWorkersError
+from grover_jax.programs.vocabulary import learn_vocabulary
+from grover_jax.tokenizer.bpe_compact import chromosome_tokens, learn_bpe_compact
+from grover_jax.tokenizer.bpe_distributed import ContigShares, learn_bpe_shared
+from tests.conftest import write_fasta
+from tests.test_bpe import reference_bpe
+
+
+def _codes(text: str) -> np.ndarray:
+    return BASE_CODE[np.frombuffer(text.encode(), np.uint8)]
+
+
+def _merge_rows(folder) -> list[tuple[str, str, int]]:
+    rows = (folder / "merges.tsv").read_text().splitlines()[1:]
+    return [(r.split("\t")[1], r.split("\t")[2], int(r.split("\t")[5])) for r in rows]
+
+
+def test_two_worker_processes_learn_the_single_process_vocabulary_of_the_bundled_slice(tmp_path):
+    """200 cycles on the bundled chr20 slice's train split (3 contigs, 3.95 Mb): worker 0 holds the
+    2.9 Mb contig, worker 1 the other two; tokenizer.json, merges.tsv and the token counts match the
+    single-process compact learner's."""
+    genome = read_genome(bundled.FASTA, bundled.SPLIT_SPEC)
+    lengths = [c.length for c in genome.split_contigs("train")]
+    assert [sum(l for l, k in zip(lengths, ContigShares(2, rank)(lengths)) if k) for rank in (0, 1)] == [
+        2_897_085, 1_052_915]
+    learn_vocabulary(None, tmp_path / "one", cycles=200, engine="compact", progress=False)
+    learn_vocabulary(None, tmp_path / "two", cycles=200, workers=2, progress=False)
+    for name in ("tokenizer.json", "merges.tsv"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+    one, two = (json.loads((tmp_path / d / "bpe_summary.json").read_text()) for d in ("one", "two"))
+    assert two["provenance"]["workers"] == 2 and two["token_counts"] == one["token_counts"]
+    assert two["n_bases"] == one["n_bases"] == 3_950_000
+
+
+def test_two_worker_processes_follow_the_tie_rule_across_workers(tmp_path, bundled_genome):
+    """Real 1.5 kb stretches and runs as separate records, split over 2 workers: 150 cycles, more
+    than 20 of them ties, whose counts sum the two workers' pairs; merges and counts equal the
+    pure-Python reference's."""
+    contigs = [bundled_genome.bases("chr20", s, s + 1500) for s in (33_000_000, 35_000_000, 36_200_000)]
+    contigs += ["A" * 4, "A" * 5, "T" * 17, "ACACACACA", "AAAAGAAAAAGAAAAAAG"]
+    expected, ties = reference_bpe(contigs, 150)
+    assert ties > 20
+    shares = [ContigShares(2, rank)([len(c) for c in contigs]) for rank in (0, 1)]
+    assert all(any(s) for s in shares) and not any(a and b for a, b in zip(*shares))
+    fasta = write_fasta(tmp_path / "ties.fa", [(f"contig{i}", c) for i, c in enumerate(contigs)])
+    learn_vocabulary([str(fasta)], tmp_path / "two", cycles=150, learn_on="all", workers=2, progress=False)
+    assert _merge_rows(tmp_path / "two") == expected
+
+
+def test_an_idle_worker_changes_nothing(bundled_genome):
+    """More workers than contigs (3 workers, 2 chromosome slices): the learner run in 3 threads
+    with an exact summing barrier gives learn_bpe_compact's merges and token counts."""
+    slices = [(33_000_000, 33_200_000), (36_000_000, 36_080_000)]
+    contigs = [_codes(bundled_genome.bases("chr20", s, e)) for s, e in slices]
+    expected = learn_bpe_compact([chromosome_tokens([c]) for c in contigs], 120, progress=False)
+    workers = 3
+    shares = [ContigShares(workers, rank)([len(c) for c in contigs]) for rank in range(workers)]
+    assert not any(shares[2])
+    barrier = threading.Barrier(workers)
+    posted: list = [None] * workers
+
+    def worker(rank: int, results: list) -> None:
+        def sum_over_workers(values: np.ndarray) -> np.ndarray:
+            posted[rank] = values
+            barrier.wait()
+            total = np.sum(posted, axis=0)
+            barrier.wait()
+            return total
+
+        own = [chromosome_tokens([c]) for c, keep in zip(contigs, shares[rank]) if keep]
+        results[rank] = learn_bpe_shared(own, 120, sum_over_workers, progress=False, threads=1)
+
+    results: list = [None] * workers
+    threads = [threading.Thread(target=worker, args=(r, results)) for r in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        assert result.merges == expected.merges and result.tokens == expected.tokens
+        assert np.array_equal(result.token_counts, expected.token_counts) and result.n_bases == expected.n_bases
+
+
+def test_contig_shares_split_each_file_longest_first_and_carry_the_loads_over():
+    ranks = [ContigShares(2, rank) for rank in (0, 1)]
+    first, second = [5, 9, 3], [4, 4]
+    # 9 -> worker 0 (equal loads: lowest rank), 5 -> 1, 3 -> 1 (5 < 9)
+    assert [r(first) for r in ranks] == [[False, True, False], [True, False, True]]
+    # loads 9 and 8 carried over: the first 4 -> 1 (8 < 9), the second -> 0 (9 < 12)
+    assert [r(second) for r in ranks] == [[False, True], [True, False]]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"workers": 0}, "--workers 0: must be at least 1"),
+    ({"workers": 2, "worker_rank": 2, "coordinator": "host0:1234"}, "--worker-rank 2: must be in 0..1"),
+    ({"workers": 2, "worker_rank": 1}, "--worker-rank needs --coordinator HOST:PORT"),
+    ({"workers": 2, "coordinator": "host0:1234"}, "--coordinator needs --worker-rank"),
+    ({"workers": 2, "engine": "linked"}, "--engine linked runs in one process"),
+])
+def test_unusable_worker_settings_are_refused_in_one_line(tmp_path, settings, message):
+    with pytest.raises(BpeWorkersError, match=message) as refused:
+        learn_vocabulary(None, tmp_path / "out", cycles=5, progress=False, **settings)
+    assert "\n" not in str(refused.value) and not (tmp_path / "out").exists()
+
+
+def test_input_the_workers_refuse_is_one_line_and_writes_nothing(tmp_path):
+    """A split naming a chromosome no file holds fails in every worker after they have started: the
+    launcher stops them and reports worker 0's own message."""
+    with pytest.raises(BpeWorkersError, match=r"^BPE worker 0 of 2: .*chr7") as refused:
+        learn_vocabulary(None, tmp_path / "out", cycles=5, split_spec="valid=chr7", workers=2, progress=False)
+    assert "\n" not in str(refused.value) and not (tmp_path / "out").exists()
