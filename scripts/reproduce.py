@@ -23,9 +23,9 @@ Parts, in order (each depends only on earlier ones):
                self-similarity; the same encoder with random weights as the control
     downstream (chromosome) what pretraining adds: the shipped model fine-tuned beside the same
                encoder not pretrained, 4-/6-mer logistic regressions and the CNN, over seeds and
-               fractions of the training labels, paired bootstrap intervals (needs --annotation for
-               the chr20 tasks and --gue for the GUE tasks; a task whose input is not given is
-               skipped, and the section says so)
+               fractions of the training labels, paired bootstrap intervals, on chr20 tasks (needs
+               --annotation; a task whose input is not given is skipped, and the section says so)
+    gue        (chromosome) the same comparison on GUE tasks (needs --gue)
 A part whose result.json exists is read back, not redone (pretraining resumes where it stopped), so
 re-running the command after an interruption continues. Everything lands in --workdir; RESULTS.md's
 sections between `<!-- reproduce:<scale>:<part> -->` markers are rewritten, the rest is kept.
@@ -65,7 +65,7 @@ from grover_jax.runs import load_pretrained
 from grover_jax.store import StoreError, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("sanity", "pilot", "pretrain", "mlm", "seeds", "ship", "next_kmer", "representations", "downstream")
+PARTS = ("sanity", "pilot", "pretrain", "mlm", "seeds", "ship", "next_kmer", "representations", "downstream", "gue")
 # The chromosome-scale model, shipped inside the package (bundled.MODELS).
 SHIPPED_NAME = "grover-small-hg19-chr20"
 
@@ -78,25 +78,27 @@ PILOT = {"4x256": 150, "6x384": 50}
 # What pretraining adds (programs/pretraining_effect.py): tasks, their label fractions (1.0 alone
 # where absent), seeds, and the budget every arm gets (optimizer steps, valid evaluations). A `gue:`
 # task is a GUE folder (train/dev/test CSVs) under --gue; the others are built from the genome.
-DOWNSTREAM = {"tasks": ("promoter_gc", "prom300", "ctcf", "gue:prom_300_tata", "gue:tf_4"),
-              "fractions": {"promoter_gc": (0.01, 0.1, 1.0), "gue:tf_4": (0.01, 0.1, 1.0)},
-              "seeds": (0, 1, 2), "steps": 200, "evaluations": 8}
+DOWNSTREAM = {"tasks": ("promoter_gc", "prom300", "ctcf"), "fractions": {"promoter_gc": (0.01, 0.1, 1.0)},
+              "seeds": (0, 1, 2), "steps": 120, "evaluations": 6}
+GUE = {"tasks": ("gue:tf_4", "gue:prom_300_tata"), "fractions": {"gue:tf_4": (0.01, 0.1, 1.0)},
+       "seeds": (0, 1, 2), "steps": 120, "evaluations": 6}
 SCALES = {
     "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY, "seeds": (1, 2),
                "next_kmer": {"examples": (16_000, 1_000, 4_000), "steps": 300, "ks": (2, 3, 4, 5, 6)},
-               "downstream": None},
+               "downstream": None, "gue": None},
     "chromosome": {"config": "small", "steps": None, "pilot": PILOT, "mlm_windows": 512, "seeds": (),
                    **SANITY,
                    # GROVER: 500,000 examples of 50 nt; at least 100,000 train and 20,000 test here.
                    "next_kmer": {"examples": (100_000, 5_000, 20_000), "steps": 400, "ks": (2, 3, 4, 5, 6)},
-                   "downstream": DOWNSTREAM},
+                   "downstream": DOWNSTREAM, "gue": GUE},
     # A few-minute end-to-end run of every part, for the tests (its numbers mean nothing). Its gate
     # is 0: twenty steps learn nothing, and the gate's rule is tested by itself.
     "smoke": {"config": "tiny", "steps": 20, "seeds": (1,), "pilot": dict.fromkeys(PILOT, 2), "mlm_windows": 16,
               "sanity_steps": 20, "sanity_min_top1": 0.0,
               "next_kmer": {"examples": (512, 64, 128), "steps": 4, "ks": (2,)},
               "downstream": {"tasks": ("promoter_gc",), "fractions": {"promoter_gc": (0.5, 1.0)}, "seeds": (0, 1),
-                             "steps": 4, "evaluations": 2}},
+                             "steps": 4, "evaluations": 2},
+              "gue": {"tasks": ("gue:smoke",), "fractions": {}, "seeds": (0,), "steps": 2, "evaluations": 1}},
 }
 
 
@@ -305,8 +307,8 @@ class Reproduction:
         config.task.annotation = self.annotation or ""
         return None
 
-    def part_downstream(self) -> dict | None:
-        settings = self.settings["downstream"]
+    def part_downstream(self, part: str = "downstream") -> dict | None:
+        settings = self.settings[part]
         if not settings:
             return None
         # The chromosome scale fine-tunes the model that ships with the package; the others their own.
@@ -318,11 +320,14 @@ class Reproduction:
             if reason:
                 skipped[task] = reason
                 continue
-            tasks[task] = compare(config, checkpoint, self.workdir / "downstream" / task.replace(":", "_"),
+            tasks[task] = compare(config, checkpoint, self.workdir / part / task.replace(":", "_"),
                                   settings["seeds"], settings["fractions"].get(task, (1.0,)), settings["steps"],
                                   settings["evaluations"])
-        plot_label_efficiency(tasks, self.workdir / "label_efficiency.png")
+        plot_label_efficiency(tasks, self.workdir / f"{part}_label_efficiency.png")
         return {"tasks": tasks, "skipped": skipped, "checkpoint": str(checkpoint), "seeds": list(settings["seeds"])}
+
+    def part_gue(self) -> dict | None:
+        return self.part_downstream("gue")
 
     def part_representations(self) -> dict:
         checkpoint = bundled.MODELS[SHIPPED_NAME] if self.scale == "chromosome" else self.workdir / "pretrain"
@@ -528,13 +533,13 @@ def section(scale: str, part: str, result: dict, root: Path | None = None) -> st
                        "principal components of those averages; Spearman's rho with token properties "
                        "(PCA signs are arbitrary: compare magnitudes). The same encoder with random weights "
                        "is the control.\n\n") + representations_markdown(result, beside)
-    if part == "downstream":
+    if part in ("downstream", "gue"):
         lines = []
         for task, task_result in result["tasks"].items():
             lines += ([""] if lines else []) + markdown_header(task_result) + markdown_rows(task, task_result)
         lines += [f"\nNot run: {task} ({reason})." for task, reason in result["skipped"].items()]
         if any(len(r["fractions"]) > 1 for r in result["tasks"].values()):
-            lines.append(f"\n![label efficiency](docs/results/{scale}_label_efficiency.png)")
+            lines.append(f"\n![label efficiency](docs/results/{scale}_{part}_label_efficiency.png)")
         return head + "\n".join(lines) + "\n"
     if part == "seeds":
         lines = ["| seed | model top-1 | n-gram top-1 | model − n-gram [95 % CI] | model perplexity |",
@@ -646,10 +651,10 @@ def main(argv: list[str] | None = None) -> int:
             figures.mkdir(parents=True, exist_ok=True)
             source = reproduction.workdir / "pretrain_curves.png"
             (figures / f"{args.scale}_pretrain_curves.png").write_bytes(source.read_bytes())
-        if part == "downstream" and (reproduction.workdir / "label_efficiency.png").exists():
+        curve = reproduction.workdir / f"{part}_label_efficiency.png"
+        if part in ("downstream", "gue") and curve.exists():
             figures.mkdir(parents=True, exist_ok=True)
-            source = reproduction.workdir / "label_efficiency.png"
-            (figures / f"{args.scale}_label_efficiency.png").write_bytes(source.read_bytes())
+            (figures / f"{args.scale}_{part}_label_efficiency.png").write_bytes(curve.read_bytes())
         if part == "ship" and args.ship and args.scale == "chromosome":
             target = bundled.MODELS[SHIPPED_NAME]
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,11 +18,28 @@ def load_script():
     return module
 
 
-def test_smoke_scale_writes_every_section_and_resumes(tmp_path):
+def gue_like_folder(root: Path, bundled_genome) -> Path:
+    """A folder laid out like a GUE task (train/dev/test CSVs of 101 bp, `sequence,label`), cut from
+    the bundled real slice; its labels are arbitrary: it exercises the GUE path, it measures nothing."""
+    folder = root / "gue" / "smoke"
+    folder.mkdir(parents=True)
+    contig = max(bundled_genome.contigs, key=lambda c: c.length)  # A/C/G/T only
+    for number, stem in enumerate(("train", "dev", "test")):
+        rows = ["sequence,label"]
+        for i in range(60 if stem == "train" else 20):
+            start = contig.start + 10_000 * number + 101 * i
+            rows.append(f"{bundled_genome.bases(contig.chromosome, start, start + 101)},{i % 2}")
+        (folder / f"{stem}.csv").write_text("\n".join(rows) + "\n")
+    return folder.parent
+
+
+def test_smoke_scale_writes_every_section_and_resumes(tmp_path, bundled_genome):
     reproduce = load_script()
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\nHand-written text stays.\n")
-    assert reproduce.main(["--scale", "smoke", "--workdir", str(tmp_path / "work"), "--results", str(results)]) == 0
+    gue = gue_like_folder(tmp_path, bundled_genome)
+    assert reproduce.main(["--scale", "smoke", "--workdir", str(tmp_path / "work"), "--results", str(results),
+                           "--gue", str(gue)]) == 0
     text = results.read_text()
     assert "Hand-written text stays." in text
     for part in reproduce.PARTS:
@@ -58,7 +75,7 @@ def test_smoke_scale_writes_every_section_and_resumes(tmp_path):
             assert paired["difference"] == pytest.approx(np.mean(entry["mcc"]["pretrained"]) - np.mean(entry["mcc"][arm]))
             assert paired["low"] <= paired["high"]
     assert "| promoter_gc | 0.5 |" in text
-    assert (tmp_path / "docs" / "results" / "smoke_label_efficiency.png").stat().st_size > 0
+    assert (tmp_path / "docs" / "results" / "smoke_downstream_label_efficiency.png").stat().st_size > 0
     # The representation analyses of the smoke model and of the same encoder with random weights.
     representations = json.loads((tmp_path / "work" / "smoke" / "representations" / "result.json").read_text())
     for entry in representations["models"].values():
@@ -66,10 +83,16 @@ def test_smoke_scale_writes_every_section_and_resumes(tmp_path):
         assert len(entry["self_similarity_median"]) == 3  # the tiny encoder: embeddings + 2 layers
         assert all(-1 <= v <= 1 for v in entry["self_similarity_median"]) and entry["tokens"] > 10
     assert "| PC2 ~ gc | -0.96 |" in text
+    # The GUE path: the folder's train/dev/test become one CSV with a split column, read as a user task.
+    gue_result = json.loads((tmp_path / "work" / "smoke" / "gue" / "result.json").read_text())
+    assert gue_result["tasks"]["gue:smoke"]["task"]["labels"] == {
+        "train": {"0": 30, "1": 30}, "valid": {"0": 10, "1": 10}, "test": {"0": 10, "1": 10}}
+    assert "| gue:smoke | 1 |" in text
 
     # A second run reads every finished part back: same results, nothing retrained.
     stamps = {p: (tmp_path / "work" / "smoke" / p / "result.json").stat().st_mtime_ns for p in reproduce.PARTS}
-    assert reproduce.main(["--scale", "smoke", "--workdir", str(tmp_path / "work"), "--results", str(results)]) == 0
+    assert reproduce.main(["--scale", "smoke", "--workdir", str(tmp_path / "work"), "--results", str(results),
+                           "--gue", str(gue)]) == 0
     assert stamps == {p: (tmp_path / "work" / "smoke" / p / "result.json").stat().st_mtime_ns for p in reproduce.PARTS}
     assert results.read_text().count("<!-- reproduce:smoke:mlm -->") == 1
 
