@@ -347,11 +347,20 @@ class Reproduction:
                 paper_rows = list(csv.DictReader(handle))
             similarity = np.loadtxt(out / "self_similarity.csv", delimiter=",", skiprows=1, usecols=(3, 4))
             layers = np.unique(similarity[:, 0]).astype(int)
+            by_token = similarity[:, 1].reshape(-1, len(layers))  # one row per token, layers in order
+            # Does context move a token's vectors apart with depth? Each token's last layer minus its
+            # embeddings' output, the median over tokens with a bootstrap interval over tokens.
+            change = by_token[:, -1] - by_token[:, 0]
+            draws = np.random.default_rng(0).integers(0, len(change), (1000, len(change)))
+            medians = np.median(change[draws], axis=1)
             result["models"][name] = {
                 "paper_rows": paper_rows,
-                "self_similarity_median": [float(np.median(similarity[similarity[:, 0] == layer, 1]))
-                                           for layer in layers],
-                "tokens": int(np.sum(similarity[:, 0] == 0))}
+                "self_similarity_median": [float(np.median(by_token[:, i])) for i in range(len(layers))],
+                "self_similarity_change": {"median": float(np.median(change)),
+                                           "low": float(np.percentile(medians, 2.5)),
+                                           "high": float(np.percentile(medians, 97.5)),
+                                           "falling_share": float(np.mean(change < 0))},
+                "tokens": len(by_token)}
         return result
 
     def part_mlm(self) -> dict:
@@ -397,14 +406,18 @@ def representations_markdown(result: dict, beside: dict | None) -> str:
         rows.append(f"| {label} | {paper:.1%} |" if paper_row["property"] == "explained_variance"
                     else f"| {label} | {paper:+.2f} |")
         rows[-1] += "".join(f" {cell} |" for cell in cells)
-    n_layers = len(next(iter(columns.values()))["self_similarity_median"])
+    n_layers = max(len(entry["self_similarity_median"]) for entry in columns.values())
     similarity = ["", ("Self-similarity (median over tokens of the mean cosine between a token's occurrences), "
-                       "by layer (0: the embeddings' output):"), "",
-                  "| model | tokens | " + " | ".join(f"layer {i}" for i in range(n_layers)) + " |",
-                  "|---|---|" + "---|" * n_layers]
+                       "by layer (0: the embeddings' output; a smaller model has fewer layers):"), "",
+                  "| model | tokens | " + " | ".join(f"layer {i}" for i in range(n_layers))
+                  + " | last − layer 0, median over tokens [95 % CI] | tokens falling |",
+                  "|---|---|" + "---|" * (n_layers + 2)]
     for name, entry in columns.items():
-        similarity.append(f"| {name} | {entry['tokens']} | "
-                          + " | ".join(f"{v:.3f}" for v in entry["self_similarity_median"]) + " |")
+        c = entry["self_similarity_change"]
+        values = [f"{v:.3f}" for v in entry["self_similarity_median"]]
+        values += [""] * (n_layers - len(values))
+        similarity.append(f"| {name} | {entry['tokens']} | " + " | ".join(values)
+                          + f" | {c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] | {c['falling_share']:.0%} |")
     return "\n".join(header + rows + similarity) + "\n"
 
 

@@ -82,6 +82,8 @@ def test_smoke_scale_writes_every_section_and_resumes(tmp_path, bundled_genome):
         assert [row["axis"] for row in entry["paper_rows"]][:3] == ["pc1", "pc2", "pc3"]
         assert len(entry["self_similarity_median"]) == 3  # the tiny encoder: embeddings + 2 layers
         assert all(-1 <= v <= 1 for v in entry["self_similarity_median"]) and entry["tokens"] > 10
+        change = entry["self_similarity_change"]
+        assert change["low"] <= change["median"] <= change["high"] and 0 <= change["falling_share"] <= 1
     assert "| PC2 ~ gc | -0.96 |" in text
     # The GUE path: the folder's train/dev/test become one CSV with a split column, read as a user task.
     gue_result = json.loads((tmp_path / "work" / "smoke" / "gue" / "result.json").read_text())
