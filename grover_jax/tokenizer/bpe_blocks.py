@@ -361,7 +361,10 @@ class BlockSequence:
                           part[0], part[1], pair_count)
             return pair_count
 
-        self.pair_count = sum(self._map(count, self._parts(n_blocks)), np.zeros((vocab_capacity,) * 2, np.int64))
+        first, *others = self._map(count, self._parts(n_blocks)) or [np.zeros((vocab_capacity,) * 2, np.int64)]
+        for other in others:
+            first += other
+        self.pair_count = first
         _add_boundaries(self.block_len, self.first_token, self.last_token, self.new_chromosome, self.affected,
                         self.pair_count)
 
