@@ -3,6 +3,9 @@
 On one real chromosome (default ../shared/data/genome/hg19_chr20.fa.gz, relative to the repo root):
   1. ours: `learn_bpe` for --cycles cycles over all contigs, in a fresh subprocess; a tiny warm-up
      call first (timed separately) so numba's JIT / cache load is not counted; FASTA reading is not.
+     Then the block learner (`learn_bpe_blocks`, 2 bytes/base) on 1 and 2 threads (--blocks-threads),
+     and with --compact the whole-pass learner (`learn_bpe_compact`), each in its own subprocess, its
+     merges checked against `learn_bpe`'s.
   2. HF: `BpeTrainer` on the same contigs cut into 1 kb chunks (each chunk one "word", its best
      case), in a fresh subprocess, on as many threads as it likes (RAYON_NUM_THREADS is reported).
   Each worker reports wall and CPU seconds, its RSS once its input is loaded, the peak RSS of the
@@ -32,6 +35,8 @@ from typing import TypeVar
 from grover_jax.genome import Genome, read_genome
 from grover_jax.store.build import build_store
 from grover_jax.tokenizer.bpe import learn_bpe
+from grover_jax.tokenizer.bpe_blocks import learn_bpe_blocks
+from grover_jax.tokenizer.bpe_compact import chromosome_tokens, learn_bpe_compact
 from grover_jax.tokenizer.vocabulary import load_tokenizer, save_vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +90,27 @@ def run_ours(genome: Genome, cycles: int, vocab_dir: Path) -> dict:
     result, report = timed(lambda: learn_bpe(codes, cycles, progress=False))
     save_vocabulary(result, vocab_dir)
     return {**report, "warmup": warmup, "merges": [[m.left, m.right] for m in result.merges],
+            "counts": [m.count for m in result.merges],
             "learned_tokens": len(result.tokens), "mean_token_length": result.mean_token_length}
+
+
+def run_uint16(genome: Genome, cycles: int, engine: str, threads: int) -> dict:
+    """A 2-byte learner on the chromosome as one uint16 array (contigs separated)."""
+    codes = [genome.contig_codes(c) for c in genome.contigs]
+    if engine == "blocks":
+        def learn(tokens: list, cycles: int):
+            return learn_bpe_blocks(tokens, cycles, progress=False, workers=threads)
+    else:
+        def learn(tokens: list, cycles: int):
+            return learn_bpe_compact(tokens, cycles, progress=False, workers=threads)
+    started = time.perf_counter()
+    learn([chromosome_tokens([codes[0][:10_000]])], 5)
+    warmup = time.perf_counter() - started
+    tokens = [chromosome_tokens(codes)]
+    del codes
+    result, report = timed(lambda: learn(tokens, cycles))
+    return {**report, "warmup": warmup, "merges": [[m.left, m.right] for m in result.merges],
+            "counts": [m.count for m in result.merges]}
 
 
 def run_hf(genome: Genome, cycles: int) -> dict:
@@ -107,8 +132,11 @@ def run_hf(genome: Genome, cycles: int) -> dict:
 def spawn_worker(name: str, args: argparse.Namespace, work: Path) -> dict:
     command = [sys.executable, __file__, "--fasta", str(args.fasta), "--cycles", str(args.cycles),
                "--limit", str(args.limit), "--worker", name, "--work", str(work)]
+    if args.threads_child is not None:
+        command += ["--threads-child", str(args.threads_child)]
     subprocess.run(command, check=True)
-    return json.loads((work / f"{name}.json").read_text())
+    suffix = "" if args.threads_child is None else f"-{args.threads_child}"
+    return json.loads((work / f"{name}{suffix}.json").read_text())
 
 
 def worker_main(args: argparse.Namespace) -> None:
@@ -116,9 +144,12 @@ def worker_main(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.worker == "ours":
         report = run_ours(genome, args.cycles, work / "vocab")
+    elif args.worker in ("blocks", "compact"):
+        report = run_uint16(genome, args.cycles, args.worker, args.threads_child)
     else:
         report = run_hf(genome, args.cycles)
-    (work / f"{args.worker}.json").write_text(json.dumps(report))
+    suffix = "" if args.threads_child is None else f"-{args.threads_child}"
+    (work / f"{args.worker}{suffix}.json").write_text(json.dumps(report))
 
 
 def agreement(ours: list[list[str]], hf: list[list[str]]) -> str:
@@ -138,16 +169,21 @@ def learn_on_chunks(genome: Genome, cycles: int) -> list[list[str]]:
     return [[m.left, m.right] for m in learn_bpe(chunks, cycles, progress=False).merges]
 
 
-def print_learning(ours: dict, hf: dict, genome: Genome, cycles: int, vocab_dir: Path) -> None:
+def print_learning(ours: dict, lean: dict[str, dict], hf: dict, genome: Genome, cycles: int,
+                   vocab_dir: Path) -> None:
     print(f"\n{'contender':<34} {'seconds':>8} {'CPU s':>6} {'RSS loaded MB':>14} "
           f"{'peak learning MB':>17} {'process peak MB':>16} {'merges':>7}")
-    for name, r in (("ours: learn_bpe (1 thread)", ours),
-                    (f"HF BpeTrainer ({hf['n_chunks']:,} x 1 kb words)", hf)):
+    rows = [("ours: learn_bpe (1 thread)", ours), *lean.items(),
+            (f"HF BpeTrainer ({hf['n_chunks']:,} x 1 kb words)", hf)]
+    for name, r in rows:
+        same = "" if r is ours or r is hf else (
+            "  same merges and counts as learn_bpe" if (r["merges"], r["counts"]) == (ours["merges"], ours["counts"])
+            else "  DIFFERENT merges from learn_bpe")
         print(f"{name:<34} {r['seconds']:>8.1f} {r['cpu_seconds']:>6.1f} {r['rss_loaded']:>14.0f} "
-              f"{r['peak_learning']:>17.0f} {r['peak_rss']:>16.0f} {len(r['merges']):>7}")
-    print(f"speed ratio HF/ours: {hf['seconds'] / ours['seconds']:.1f}x wall, "
-          f"{hf['cpu_seconds'] / ours['cpu_seconds']:.1f}x CPU "
-          f"(ours' numba warm-up, not counted: {ours['warmup']:.1f} s)")
+              f"{r['peak_learning']:>17.0f} {r['peak_rss']:>16.0f} {len(r['merges']):>7}{same}")
+    for name, r in rows[:-1]:
+        print(f"speed ratio HF/{name}: {hf['seconds'] / r['seconds']:.1f}x wall, "
+              f"{hf['cpu_seconds'] / r['cpu_seconds']:.1f}x CPU (numba warm-up, not counted: {r['warmup']:.1f} s)")
     print(f"ours (whole contigs) vs HF, {agreement(ours['merges'], hf['merges'])}")
     control = learn_on_chunks(genome, cycles)
     print(f"ours on HF's 1 kb chunks vs HF, {agreement(control, hf['merges'])}")
@@ -190,7 +226,11 @@ def main() -> None:
                         help="use only the first LIMIT bases (0: all)")
     parser.add_argument("--quick", action="store_true",
                         help=f"first {QUICK_BASES:,} bases, {QUICK_CYCLES} cycles")
-    parser.add_argument("--worker", choices=("ours", "hf"), help=argparse.SUPPRESS)
+    parser.add_argument("--blocks-threads", type=int, nargs="*", default=[1, 2],
+                        help="thread counts to run the block learner on (none: skip it)")
+    parser.add_argument("--compact", action="store_true", help="also run the whole-pass 2-byte learner")
+    parser.add_argument("--worker", choices=("ours", "blocks", "compact", "hf"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -208,9 +248,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_bpe_") as temporary:
         work = Path(temporary)
         ours = spawn_worker("ours", args, work)
+        lean = {}
+        for engine, threads in [("blocks", t) for t in args.blocks_threads] + [("compact", 2)] * args.compact:
+            args.threads_child = threads
+            lean[f"{engine} ({threads} thread{'s' * (threads > 1)})"] = spawn_worker(engine, args, work)
+        args.threads_child = None
         hf = spawn_worker("hf", args, work)
         genome = load_genome(args.fasta, args.limit)
-        print_learning(ours, hf, genome, args.cycles, work / "vocab")
+        print_learning(ours, lean, hf, genome, args.cycles, work / "vocab")
         print_store_rates(genome, work / "vocab", work)
     print(f"load avg after={os.getloadavg()[0]:.2f}")
 
