@@ -58,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which split's sequence the pair counts run over")
     bpe.add_argument("--max-token-length", type=int, default=0, help="cap on token length in bases (0: none)")
     bpe.add_argument("--out", required=True, help="output folder for tokenizer.json and merges.tsv")
-    bpe.add_argument("--engine", default="auto", choices=["auto", "linked", "compact"],
+    bpe.add_argument("--engine", default="auto", choices=["auto", "linked", "compact", "blocks"],
                      help="'compact' learns whole genomes at 2 bytes/base (same merges as 'linked', slower); "
-                          "'auto' picks it for inputs over 300 Mb")
+                          "'blocks' too, rewriting only blocks that hold the pair, on all cores; "
+                          "'auto' picks compact for inputs over 300 Mb")
 
     store = stages.add_parser("store", help="tokenize a genome once into a memory-mapped token store")
     _add_genome_args(store)

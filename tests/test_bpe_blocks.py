@@ -126,3 +126,20 @@ def test_learning_adds_a_tenth_of_a_byte_per_base_to_its_2_byte_tokens():
                          cwd=Path(__file__).resolve().parents[1]).stdout
     probe = json.loads(out.strip().splitlines()[-1])
     assert probe["learning_bytes"] < 0.3 * probe["n_slots"] + 3 * TABLE_BYTES
+
+
+def test_grover_bpe_engine_blocks_writes_the_linked_engines_vocabulary(bundled_genome, tmp_path):
+    """`learn_vocabulary(engine="blocks")` (`grover bpe --engine blocks`) on two real slices in two files,
+    train split only: the same tokenizer.json and merges.tsv as the default engine."""
+    from grover_jax.programs.vocabulary import learn_vocabulary
+    from tests.conftest import write_fasta
+
+    files = [
+        str(write_fasta(tmp_path / f"slice{i}.fa", [(f"chr20:{s + 1}-{e}", bundled_genome.bases("chr20", s, e))]))
+        for i, (s, e) in enumerate([(33_000_000, 33_300_000), (34_000_000, 34_200_000)])
+    ]
+    splits = "valid=chr20:34000001-34050000"
+    for engine in ("linked", "blocks"):
+        learn_vocabulary(files, tmp_path / engine, cycles=200, split_spec=splits, engine=engine, progress=False)
+    for name in ("tokenizer.json", "merges.tsv"):
+        assert (tmp_path / "linked" / name).read_text() == (tmp_path / "blocks" / name).read_text()
