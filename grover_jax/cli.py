@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="'compact' learns whole genomes at 2 bytes/base (same merges as 'linked', slower); "
                           "'blocks' too, rewriting only blocks that hold the pair, on all cores; "
                           "'auto' picks compact for inputs over 300 Mb")
+    bpe.add_argument("--workers", type=int, default=1,
+                     help="worker processes sharing the contigs (same merges); alone: all launched on this machine")
+    bpe.add_argument("--worker-rank", type=int, default=None,
+                     help="across hosts: this host's worker, 0..N-1 (worker 0 writes --out)")
+    bpe.add_argument("--coordinator", default=None, help="across hosts: worker 0's HOST:PORT, the same on every host")
 
     store = stages.add_parser("store", help="tokenize a genome once into a memory-mapped token store")
     _add_genome_args(store)
@@ -289,7 +294,8 @@ def _bpe(args: argparse.Namespace) -> None:
     from grover_jax.programs.vocabulary import learn_vocabulary
 
     learn_vocabulary(args.fasta, args.out, args.cycles, args.splits, args.learn_on, args.max_token_length,
-                     engine=args.engine)
+                     engine=args.engine, workers=args.workers, worker_rank=args.worker_rank,
+                     coordinator=args.coordinator)
 
 
 def _store(args: argparse.Namespace) -> None:

@@ -1,12 +1,17 @@
 """BPE cycles with the genome split over worker processes give the single-process vocabulary exactly."""
 
 import json
+import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from grover_jax import bundled
+from grover_jax.cli import main
 from grover_jax.genome import read_genome
 from grover_jax.genome.genome import BASE_CODE
 from grover_jax.programs.bpe_workers import BpeWorkersError
@@ -15,6 +20,8 @@ from grover_jax.tokenizer.bpe_compact import chromosome_tokens, learn_bpe_compac
 from grover_jax.tokenizer.bpe_distributed import ContigShares, learn_bpe_shared
 from tests.conftest import write_fasta
 from tests.test_bpe import reference_bpe
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _codes(text: str) -> np.ndarray:
@@ -43,10 +50,10 @@ def test_two_worker_processes_learn_the_single_process_vocabulary_of_the_bundled
     assert two["n_bases"] == one["n_bases"] == 3_950_000
 
 
-def test_two_worker_processes_follow_the_tie_rule_across_workers(tmp_path, bundled_genome):
-    """Real 1.5 kb stretches and runs as separate records, split over 2 workers: 150 cycles, more
-    than 20 of them ties, whose counts sum the two workers' pairs; merges and counts equal the
-    pure-Python reference's."""
+def test_two_hosts_commands_follow_the_tie_rule_across_workers(tmp_path, bundled_genome):
+    """The documented multi-host command, both ranks on localhost: real 1.5 kb stretches and runs as
+    separate records, split over 2 workers; 150 cycles, more than 20 of them ties, whose counts sum
+    the two workers' pairs; merges and counts equal the pure-Python reference's."""
     contigs = [bundled_genome.bases("chr20", s, s + 1500) for s in (33_000_000, 35_000_000, 36_200_000)]
     contigs += ["A" * 4, "A" * 5, "T" * 17, "ACACACACA", "AAAAGAAAAAGAAAAAAG"]
     expected, ties = reference_bpe(contigs, 150)
@@ -54,8 +61,25 @@ def test_two_worker_processes_follow_the_tie_rule_across_workers(tmp_path, bundl
     shares = [ContigShares(2, rank)([len(c) for c in contigs]) for rank in (0, 1)]
     assert all(any(s) for s in shares) and not any(a and b for a, b in zip(*shares))
     fasta = write_fasta(tmp_path / "ties.fa", [(f"contig{i}", c) for i, c in enumerate(contigs)])
-    learn_vocabulary([str(fasta)], tmp_path / "two", cycles=150, learn_on="all", workers=2, progress=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        coordinator = f"127.0.0.1:{probe.getsockname()[1]}"
+    command = [sys.executable, "-m", "grover_jax.cli", "bpe", "--fasta", str(fasta), "--out", str(tmp_path / "two"),
+               "--cycles", "150", "--learn-on", "all", "--workers", "2", "--coordinator", coordinator]
+    hosts = [subprocess.Popen([*command, "--worker-rank", str(rank)], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    try:
+        outputs = [host.communicate(timeout=240)[0] for host in hosts]
+    finally:
+        for host in hosts:
+            host.kill()
+    assert [host.returncode for host in hosts] == [0, 0], outputs
     assert _merge_rows(tmp_path / "two") == expected
+
+
+def test_bad_worker_count_is_one_line_from_the_cli(tmp_path, capsys):
+    assert main(["bpe", "--out", str(tmp_path / "out"), "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "grover: error: --workers 0: must be >= 1\n"
 
 
 def test_an_idle_worker_changes_nothing(bundled_genome):
@@ -102,7 +126,7 @@ def test_contig_shares_split_each_file_longest_first_and_carry_the_loads_over():
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"workers": 0}, "--workers 0: must be at least 1"),
+    ({"workers": 0}, "--workers 0: must be >= 1"),
     ({"workers": 2, "worker_rank": 2, "coordinator": "host0:1234"}, "--worker-rank 2: must be in 0..1"),
     ({"workers": 2, "worker_rank": 1}, "--worker-rank needs --coordinator HOST:PORT"),
     ({"workers": 2, "coordinator": "host0:1234"}, "--coordinator needs --worker-rank"),

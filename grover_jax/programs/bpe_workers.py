@@ -35,9 +35,9 @@ class BpeWorkersError(GroverError):
 
 def check_workers(workers: int, worker_rank: int | None, coordinator: str | None, engine: str) -> None:
     if workers < 1:
-        raise BpeWorkersError(f"--workers {workers}: must be at least 1")
-    if engine == "linked" and (workers > 1 or worker_rank is not None):
-        raise BpeWorkersError("--engine linked runs in one process; workers learn with the compact engine")
+        raise BpeWorkersError(f"--workers {workers}: must be >= 1")
+    if engine not in ("auto", "compact") and (workers > 1 or worker_rank is not None):
+        raise BpeWorkersError(f"--engine {engine} runs in one process; workers learn with the compact engine")
     if worker_rank is None:
         if coordinator is not None:
             raise BpeWorkersError("--coordinator needs --worker-rank (this host's rank, 0..N-1)")
