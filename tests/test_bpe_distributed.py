@@ -18,7 +18,7 @@ from grover_jax.programs.bpe_workers import BpeWorkersError
 from grover_jax.programs.vocabulary import learn_vocabulary
 from grover_jax.tokenizer.bpe_compact import chromosome_tokens, learn_bpe_compact
 from grover_jax.tokenizer.bpe_distributed import ContigShares, learn_bpe_shared
-from tests.conftest import write_fasta
+from tests.conftest import shared_file, write_fasta
 from tests.test_bpe import reference_bpe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +48,23 @@ def test_two_worker_processes_learn_the_single_process_vocabulary_of_the_bundled
     one, two = (json.loads((tmp_path / d / "bpe_summary.json").read_text()) for d in ("one", "two"))
     assert two["provenance"]["workers"] == 2 and two["token_counts"] == one["token_counts"]
     assert two["n_bases"] == one["n_bases"] == 3_950_000
+
+
+@pytest.mark.shared_data
+def test_two_workers_on_two_files_hold_contigs_of_both_chromosomes_and_learn_the_same_600_cycles(tmp_path):
+    """The chr22 window's two contigs then the bundled chr20 slice's three train contigs: the shares
+    carry over from file to file (worker 0: chr22 0.51 Mb + chr20 1.05 Mb, worker 1: chr22 0.39 Mb +
+    chr20 2.90 Mb), and GROVER's 600 cycles give the single-process tokenizer.json and merges.tsv."""
+    files = [str(shared_file("genome/hg19_chr22_20-21Mb.fa.gz")), str(bundled.FASTA)]
+    shares = [ContigShares(2, rank) for rank in (0, 1)]
+    file_lengths = [[509_431, 390_569], [2_897_085, 552_915, 500_000]]
+    kept = [[[n for n, k in zip(lengths, share(lengths)) if k] for lengths in file_lengths] for share in shares]
+    assert kept == [[[509_431], [552_915, 500_000]], [[390_569], [2_897_085]]]
+    learn_vocabulary(files, tmp_path / "one", cycles=600, split_spec=bundled.SPLIT_SPEC, engine="compact",
+                     progress=False)
+    learn_vocabulary(files, tmp_path / "two", cycles=600, split_spec=bundled.SPLIT_SPEC, workers=2, progress=False)
+    for name in ("tokenizer.json", "merges.tsv"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
 
 
 def test_two_hosts_commands_follow_the_tie_rule_across_workers(tmp_path, bundled_genome):
