@@ -24,6 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Label efficiency: a class-stratified fraction of the train split (drawn with `seed`), the same
     # valid and test splits (grover_jax/data/tasks/label_fraction.py).
     config.task.train_fraction = 1.0
+    config.task.seed = 0  # draws of the task's examples (prom300 shuffles, promoter_gc backgrounds); not `seed`
     config.task.block_size = 250_000  # split blocks (see grover_jax/data/tasks/regions.py)
     config.task.data_dir = ""  # where the array_record datasets are built; empty: $GROVER_JAX_TASKS, else ~/.cache/grover_jax/tasks
 
@@ -40,6 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.weight_decay = 0.01
     config.train.clip_norm = 1.0
     config.train.max_epochs = 30
+    config.train.max_steps = 0  # > 0: stop after this many steps (a budget in updates, not epochs)
     config.train.eval_every = 0  # steps between valid evaluations; 0: once per epoch
     config.train.patience = 5  # evaluations without a better valid score before stopping
     config.train.selection_metric = "mcc"  # valid metric that picks the best checkpoint (GROVER reports MCC)

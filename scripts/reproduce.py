@@ -79,10 +79,10 @@ PILOT = {"4x256": 150, "6x384": 50}
 # where absent), seeds, and the budget every arm gets (optimizer steps, valid evaluations). A `gue:`
 # task is a GUE folder (train/dev/test CSVs) under --gue; the others are built from the genome.
 DOWNSTREAM = {"tasks": ("promoter_gc", "prom300", "ctcf"), "fractions": {"promoter_gc": (0.01, 0.1, 1.0)},
-              "seeds": (0, 1, 2), "steps": 120, "evaluations": 6}
+              "seeds": (0, 1, 2), "steps": 60, "evaluations": 6}
 # One GUE task, at the two ends of the label-efficiency curve: the budget of two CPU-hours for
 # every fine-tuning of a session (each arm about two minutes on 2 cores) leaves room for no more.
-GUE = {"tasks": ("gue:tf_4",), "fractions": {"gue:tf_4": (0.01, 1.0)}, "seeds": (0, 1, 2), "steps": 120,
+GUE = {"tasks": ("gue:tf_4",), "fractions": {"gue:tf_4": (0.01, 1.0)}, "seeds": (0, 1, 2), "steps": 60,
        "evaluations": 6}
 SCALES = {
     "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY, "seeds": (1, 2),

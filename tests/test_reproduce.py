@@ -71,6 +71,9 @@ def test_smoke_scale_writes_every_section_and_resumes(tmp_path, bundled_genome):
         assert set(entry["mcc"]) == {"pretrained", "not pretrained", "4-mer logistic regression",
                                      "6-mer logistic regression", "CNN"}
         assert all(len(values) == 2 for values in entry["mcc"].values())
+        # Exactly the budget's steps for both encoder arms, whatever the fraction (no early stop).
+        assert entry["steps"] == {"pretrained": [4, 4], "not pretrained": [4, 4]}
+        assert set(entry["valid_mcc"]) == set(entry["mcc"])
         for arm, paired in entry["paired"].items():
             assert paired["difference"] == pytest.approx(np.mean(entry["mcc"]["pretrained"]) - np.mean(entry["mcc"][arm]))
             assert paired["low"] <= paired["high"]

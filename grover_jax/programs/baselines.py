@@ -149,13 +149,14 @@ def cnn_baseline(data: TaskData, config: ml_collections.ConfigDict, mesh, log: C
     train_cfg = config.train
     batch_size = train_cfg.batch_size
     steps = -(-len(inputs["train"]["labels"]) // batch_size) * config.baselines.cnn_max_epochs
+    steps = min(steps, train_cfg.max_steps) if train_cfg.max_steps > 0 else steps
     tx = classifier_optimizer(train_cfg, steps, config.baselines.cnn_learning_rate)
     state = TrainState.create(apply_fn=apply, params=params, tx=tx)
     result = fit(state, inputs["train"], inputs["valid"], num_classes=num_classes, batch_size=batch_size,
                  max_epochs=config.baselines.cnn_max_epochs, eval_every=train_cfg.eval_every,
                  patience=train_cfg.patience,
                  selection_metric=train_cfg.selection_metric, weighted=train_cfg.class_weighted,
-                 seed=config.seed, mesh=mesh, log=lambda line: log(f"CNN {line}"))
+                 seed=config.seed, mesh=mesh, log=lambda line: log(f"CNN {line}"), max_steps=train_cfg.max_steps)
     test = predict_probabilities(apply, result.params, {"codes": inputs["test"]["codes"]}, batch_size, mesh)
     return {"test_probabilities": test, "valid": result.valid, "best_step": result.best_step,
             "steps": result.steps, "seconds": round(result.seconds, 1)}

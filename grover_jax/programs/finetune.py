@@ -128,7 +128,7 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
     # cache, not here); `out` is made only once both are usable.
     pretrained = load_pretrained(checkpoint)
     tokenizer = load_tokenizer(pretrained.tokenizer_path)
-    spec = task_spec(config.task, pretrained.tokenizer_path, config.seed)
+    spec = task_spec(config.task, pretrained.tokenizer_path, config.task.seed)
     data = with_train_fraction(prepare_task(spec, config.task.data_dir), config.task.train_fraction, config.seed)
     num_classes = len(data.class_names)
     log(f"task {spec.task} ({spec.source}) from {data.data_dir}: labels {data.report['labels']}")
@@ -152,7 +152,9 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
     mesh = make_mesh(config.mesh)
     batch_size = config.train.batch_size
     steps_per_epoch = math.ceil(len(inputs["train"]["labels"]) / batch_size)
-    tx = classifier_optimizer(config.train, steps_per_epoch * config.train.max_epochs, config.train.learning_rate)
+    total_steps = steps_per_epoch * config.train.max_epochs
+    total_steps = min(total_steps, config.train.max_steps) if config.train.max_steps > 0 else total_steps
+    tx = classifier_optimizer(config.train, total_steps, config.train.learning_rate)
     model = BertForSequenceClassification(model_cfg, num_classes, config.model.pooling,
                                           config.model.classifier_dropout)
     params = classifier_params(model, pretrained.encoder_params if config.model.pretrained else None,
@@ -170,7 +172,7 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
                  max_epochs=train_cfg.max_epochs, eval_every=train_cfg.eval_every, patience=train_cfg.patience,
                  selection_metric=train_cfg.selection_metric, weighted=train_cfg.class_weighted,
                  seed=config.seed, mesh=mesh, on_best=lambda p: save_best_params(out, p),
-                 log=log)
+                 log=log, max_steps=train_cfg.max_steps)
     with open(out / "history.jsonl", "w") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in result.history)
     test_inputs = {k: v for k, v in inputs["test"].items() if k != "labels"}

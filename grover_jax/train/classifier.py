@@ -6,6 +6,7 @@ metrics)` on a class-weighted cross-entropy, one loop that evaluates and keeps t
 """
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -214,9 +215,10 @@ def predict_classes(apply_fn: ApplyFn, params: Any, inputs: dict[str, np.ndarray
 def fit(state: TrainState, train: dict[str, np.ndarray], valid: dict[str, np.ndarray], *,
         num_classes: int, batch_size: int, max_epochs: int, eval_every: int, patience: int,
         selection_metric: str, weighted: bool, seed: int, mesh, on_best: Callable[[Any], None] | None = None,
-        log: Callable[[str], None] = print) -> FitResult:
+        log: Callable[[str], None] = print, max_steps: int = 0) -> FitResult:
     """Train for epochs with early stopping on valid `selection_metric` (`evaluation.METRICS`);
-    returns the best parameters. `eval_every` 0: once an epoch."""
+    returns the best parameters. `eval_every` 0: once an epoch. `max_steps` > 0 stops after that
+    many steps of the epochs (the same optimizer budget whatever the train split's size)."""
     if selection_metric not in METRICS:
         raise ConfigError(f"train.selection_metric={selection_metric!r}: use one of {', '.join(METRICS)}")
     steps_per_epoch = math.ceil(len(train["labels"]) / batch_size)
@@ -226,7 +228,9 @@ def fit(state: TrainState, train: dict[str, np.ndarray], valid: dict[str, np.nda
         probabilities = predict_probabilities(state.apply_fn, params, valid_inputs, batch_size, mesh)
         return classification_metrics(valid["labels"], probabilities)
 
-    return train_loop(state, epoch_batches(train, batch_size, max_epochs, seed), steps_per_epoch * max_epochs,
+    total_steps = min(max_steps, steps_per_epoch * max_epochs) if max_steps > 0 else steps_per_epoch * max_epochs
+    return train_loop(state, itertools.islice(epoch_batches(train, batch_size, max_epochs, seed), total_steps),
+                      total_steps,
                       evaluate, selection_metric=selection_metric, eval_every=eval_every or steps_per_epoch,
                       patience=patience, class_weights_K=class_weights(train["labels"], num_classes, weighted),
                       seed=seed, mesh=mesh, on_best=on_best, log=log)
