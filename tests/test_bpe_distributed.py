@@ -51,6 +51,7 @@ def test_two_worker_processes_learn_the_single_process_vocabulary_of_the_bundled
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow  # several JAX processes; the default suite keeps the two-worker equivalence
 def test_two_workers_on_two_files_hold_contigs_of_both_chromosomes_and_learn_the_same_600_cycles(tmp_path):
     """The chr22 window's two contigs then the bundled chr20 slice's three train contigs: the shares
     carry over from file to file (worker 0: chr22 0.51 Mb + chr20 1.05 Mb, worker 1: chr22 0.39 Mb +
@@ -67,6 +68,7 @@ def test_two_workers_on_two_files_hold_contigs_of_both_chromosomes_and_learn_the
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
 
 
+@pytest.mark.slow  # several JAX processes; the default suite keeps the two-worker equivalence
 def test_two_hosts_commands_follow_the_tie_rule_across_workers(tmp_path, bundled_genome):
     """The documented multi-host command, both ranks on localhost: real 1.5 kb stretches and runs as
     separate records, split over 2 workers; 150 cycles, more than 20 of them ties, whose counts sum
