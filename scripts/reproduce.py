@@ -80,10 +80,11 @@ PILOT = {"4x256": 150, "6x384": 50}
 # task is a GUE folder (train/dev/test CSVs) under --gue; the others are built from the genome.
 DOWNSTREAM = {"tasks": ("promoter_gc", "prom300", "ctcf"), "fractions": {"promoter_gc": (0.01, 0.1, 1.0)},
               "seeds": (0, 1, 2), "steps": 60, "evaluations": 6}
-# One GUE task, at the two ends of the label-efficiency curve: the budget of two CPU-hours for
-# every fine-tuning of a session (each arm about two minutes on 2 cores) leaves room for no more.
-GUE = {"tasks": ("gue:tf_4",), "fractions": {"gue:tf_4": (0.01, 1.0)}, "seeds": (0, 1, 2), "steps": 60,
-       "evaluations": 6}
+# The GUE tasks (prom_300_* and tf_* of DNABERT-2's benchmark), tf_4 also at 1 % and 10 % of its labels,
+# with the budget of the chr20 tasks; each arm takes about a minute on 2 cores.
+GUE = {"tasks": ("gue:tf_4", "gue:tf_0", "gue:tf_1", "gue:tf_2", "gue:tf_3", "gue:prom_300_tata",
+                 "gue:prom_300_notata", "gue:prom_300_all"),
+       "fractions": {"gue:tf_4": (0.01, 0.1, 1.0)}, "seeds": (0, 1, 2), "steps": 60, "evaluations": 6}
 SCALES = {
     "laptop": {"config": "tiny", "steps": None, "pilot": None, "mlm_windows": 512, **SANITY, "seeds": (1, 2),
                "next_kmer": {"examples": (16_000, 1_000, 4_000), "steps": 300, "ks": (2, 3, 4, 5, 6)},
@@ -423,29 +424,55 @@ def representations_markdown(result: dict, beside: dict | None) -> str:
     return "\n".join(header + rows + similarity) + "\n"
 
 
+# GUE ships prom_300_all and prom_300_notata with dev and test files only; there, dev is cut into train
+# and valid: a seeded cut within each label (this share to valid), so test stays GUE's own.
+GUE_DEV_CUT = {"valid_share": 0.2, "seed": 0}
+
+
 def gue_csv(folder: Path, out: Path) -> Path:
     """One `sequence,label,split` CSV from a GUE task folder's train / dev / test CSVs (dev is the
-    valid split); FileNotFoundError where the folder has no train.csv(.gz)."""
+    valid split; where there is no train file, dev is cut into train and valid by GUE_DEV_CUT);
+    FileNotFoundError where dev or test is missing."""
     import gzip
 
-    splits = {}
-    for split, stem in (("train", "train"), ("valid", "dev"), ("test", "test")):
-        path = next((p for p in (folder / f"{stem}.csv.gz", folder / f"{stem}.csv") if p.exists()), None)
-        if path is None:
-            raise FileNotFoundError(f"{folder} has no {stem}.csv(.gz): GUE ships only dev and test for this task")
-        splits[split] = path
+    def find(stem: str) -> Path | None:
+        return next((p for p in (folder / f"{stem}.csv.gz", folder / f"{stem}.csv") if p.exists()), None)
+
+    def rows(path: Path) -> list[tuple[str, str]]:
+        with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as source:
+            return [(row["sequence"], row["label"]) for row in csv.DictReader(source)]
+
+    paths = {stem: find(stem) for stem in ("train", "dev", "test")}
+    for stem in ("dev", "test"):
+        if paths[stem] is None:
+            raise FileNotFoundError(f"{folder} has no {stem}.csv(.gz)")
     target = out / f"{folder.name}.csv"
     if target.exists():
         return target
+    splits = {"valid": rows(paths["dev"]), "test": rows(paths["test"])}
+    if paths["train"] is not None:
+        splits["train"] = rows(paths["train"])
+    else:
+        splits["train"], splits["valid"] = dev_cut(splits["valid"], **GUE_DEV_CUT)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(target) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["sequence", "label", "split"])
-        for split, path in splits.items():
-            with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as source:
-                for row in csv.DictReader(source):
-                    writer.writerow([row["sequence"], row["label"], split])
+        for split in ("train", "valid", "test"):
+            writer.writerows((sequence, label, split) for sequence, label in splits[split])
     return target
+
+
+def dev_cut(dev: list[tuple[str, str]], valid_share: float, seed: int) -> tuple[list, list]:
+    """(train, valid) rows of `dev`: within each label a seeded `valid_share` of the rows to valid, so
+    both keep dev's class balance; rows keep their file order."""
+    rng = np.random.default_rng(seed)
+    to_valid = np.zeros(len(dev), dtype=bool)
+    labels = np.array([label for _, label in dev])
+    for label in sorted(set(labels.tolist())):
+        members = np.flatnonzero(labels == label)
+        to_valid[rng.permutation(members)[:round(valid_share * len(members))]] = True
+    return ([row for row, v in zip(dev, to_valid) if not v], [row for row, v in zip(dev, to_valid) if v])
 
 
 # --- figures and markdown -------------------------------------------------------------------------

@@ -119,3 +119,25 @@ def test_chromosome_scale_needs_its_fasta(scale, capsys):
     with pytest.raises(SystemExit):
         load_script().main(["--scale", scale])
     assert "--fasta" in capsys.readouterr().err
+
+
+def test_a_gue_folder_without_train_cuts_dev_into_train_and_valid_by_label(tmp_path, bundled_genome):
+    reproduce = load_script()
+    folder = gue_like_folder(tmp_path, bundled_genome) / "smoke"
+    (folder / "train.csv").unlink()
+    dev = (folder / "dev.csv").read_text().splitlines()[1:]
+    # 20 dev rows, alternating labels; one more positive so the cut rounds per label.
+    (folder / "dev.csv").write_text("sequence,label\n" + "\n".join(dev + [dev[1]]) + "\n")
+    target = reproduce.gue_csv(folder, tmp_path / "out")
+    rows = target.read_text().splitlines()[1:]
+    by_split = {split: [r.rsplit(",", 2)[:2] for r in rows if r.endswith("," + split)]
+                for split in ("train", "valid", "test")}
+    assert sorted(map(tuple, by_split["train"] + by_split["valid"])) == sorted(
+        tuple(r.split(",")) for r in dev + [dev[1]])
+    share = reproduce.GUE_DEV_CUT["valid_share"]
+    for label, n in (("0", 10), ("1", 11)):
+        assert sum(lab == label for _, lab in by_split["valid"]) == round(share * n)
+    assert len(by_split["test"]) == 20
+    # Seeded: the same cut on a second build.
+    again = reproduce.gue_csv(folder, tmp_path / "again")
+    assert again.read_text() == target.read_text()
