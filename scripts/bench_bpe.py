@@ -104,7 +104,7 @@ def run_uint16(genome: Genome, cycles: int, engine: str, threads: int) -> dict:
         def learn(tokens: list, cycles: int):
             return learn_bpe_compact(tokens, cycles, progress=False, workers=threads)
     started = time.perf_counter()
-    learn([chromosome_tokens([codes[0][:10_000]])], 5)
+    learn([chromosome_tokens([codes[0][:20_000]])], 60)  # long enough to compile the sparse pass too
     warmup = time.perf_counter() - started
     tokens = [chromosome_tokens(codes)]
     del codes

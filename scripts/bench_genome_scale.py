@@ -84,7 +84,9 @@ def worker_bpe(args: argparse.Namespace) -> dict:
     )
 
     learn_bpe([np.zeros(100, np.uint8)], 2, progress=False)  # warm-up: load numba's caches
-    learn_bpe_compact([chromosome_tokens([np.zeros(100, np.uint8)])], 2, progress=False)
+    # Real-looking bases, long enough that the sparse pass compiles here too (numba cannot cache it).
+    warm_up = np.random.default_rng(0).integers(0, 4, 20_000).astype(np.uint8)
+    learn_bpe_compact([chromosome_tokens([warm_up])], 60, progress=False)
     started = time.perf_counter()
     if args.engine == "linked":
         genome = read_genome(args.inputs, keep_soft_mask=False)

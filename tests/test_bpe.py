@@ -134,6 +134,43 @@ def test_a_genome_of_chromosome_slices_learns_the_merges_of_its_contigs(bundled_
     assert compact.tokens == joined.tokens and np.array_equal(compact.token_counts, joined.token_counts)
 
 
+@pytest.mark.parametrize("spacing", [0, 10**12], ids=["every pass sparse", "every pass dense"])
+@pytest.mark.parametrize("workers", [1, 3, 8])
+def test_compact_learner_in_pieces_of_a_few_tokens_keeps_every_merge(bundled_genome, monkeypatch, spacing, workers):
+    """Chromosomes cut into pieces of a few tokens (min_piece=1) and merged on threads, with either
+    pass: runs of one token across joins at both parities, joins at contig separators, pieces that
+    shrink until they are joined back. The merges, merge counts and token counts of `learn_bpe`."""
+    from grover_jax.tokenizer import bpe_compact
+    from grover_jax.tokenizer.bpe_compact import CompactSequence, chromosome_tokens, learn_bpe_compact
+
+    monkeypatch.setattr(bpe_compact, "SPARSE_SPACING", spacing)
+    real = [bundled_genome.bases("chr20", s, s + 300) for s in (33_000_000, 33_100_000)]
+    runs = ["A" * 4, "A" * 5, "T" * 17, "ACACACACA", "AAAAGAAAAAGAAAAAAG", "C" * 40]
+    chromosomes = [[real[0], *runs[:3]], [runs[3], real[1], runs[4]], [runs[5]]]
+    arrays = [chromosome_tokens(_codes(c) for c in contigs) for contigs in chromosomes]
+    pieces = CompactSequence([a.copy() for a in arrays], 8, workers, min_piece=1)
+    assert workers == 1 or (any(pieces.joined) and max(pieces.live) < 200)
+    expected = learn_bpe([_codes(c) for contigs in chromosomes for c in contigs], 150, progress=False)
+    result = learn_bpe_compact(arrays, 150, progress=False, workers=workers, min_piece=1)
+    assert result.merges == expected.merges
+    assert np.array_equal(result.token_counts, expected.token_counts)
+
+
+def test_compact_learner_in_pieces_matches_the_reference_on_random_runs():
+    """150 random chromosomes of two or four letters with one-token runs, cut into pieces for 2-29
+    threads: every merge as the pure-Python reference."""
+    from grover_jax.tokenizer.bpe_compact import chromosome_tokens, learn_bpe_compact
+
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        contigs = ["".join(rng.choice(list("ACGT" if rng.random() < 0.5 else "AT"), int(rng.integers(20, 80))))
+                   + "A" * int(rng.integers(0, 12)) for _ in range(int(rng.integers(1, 4)))]
+        expected, _ = reference_bpe(contigs, 40)
+        result = learn_bpe_compact([chromosome_tokens(_codes(c) for c in contigs)], 40, progress=False,
+                                   workers=int(rng.integers(2, 30)), min_piece=1)
+        assert [(m.left, m.right, m.count) for m in result.merges] == expected, contigs
+
+
 MEMORY_PROBE = """
 import json, sys
 from grover_jax import bundled
@@ -146,7 +183,8 @@ def status(field):
 
 genome = read_genome(bundled.FASTA)
 codes = [genome.contig_codes(c) for c in genome.contigs]
-learn_bpe_compact([chromosome_tokens(codes)[:1000]], 5, progress=False)  # load the compiled cores
+# Load the compiled cores, the sparse pass too (it compiles in the process: numba cannot cache it).
+learn_bpe_compact([chromosome_tokens(codes)[:20_000]], 60, progress=False)
 learn_bpe([c[:1000] for c in codes], 5, progress=False)
 tokens = [chromosome_tokens(codes)] if sys.argv[1] == "compact" else None
 n_bases = sum(len(c) for c in codes)

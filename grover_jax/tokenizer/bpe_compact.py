@@ -9,15 +9,22 @@ only per-base state is the live token sequence itself, uint16, compacted in plac
 tallies, so they stay exact; a cycle costs one pass over the live tokens instead of a visit to the
 pair's occurrences, which is what the memory buys.
 
+Two things make the pass cheap. Once the pair is rarer than one in SPARSE_SPACING tokens (from about
+the 10th of 600 cycles on chr20), the pass scans 256 tokens at a time with vector compares and moves
+the stretches between occurrences with memmove, instead of stepping token by token. And chromosomes
+are cut into pieces, one or more per thread, each compacted on its own; the few merges that span two
+pieces are settled before the pass (see CompactSequence), so one chromosome uses every core.
+
 Exactly the semantics of `bpe_core`: every adjacent position counts (AAAA holds 3 (A, A) pairs), a
 chosen pair is merged left to right without overlap, ties go to the smaller left id then the smaller
-right id (ids in creation order), and pairs never span a contig. Chromosomes are independent, so a
-cycle's passes run on all cores (the compiled pass releases the GIL).
+right id (ids in creation order), and pairs never span a contig.
 """
 
+import ctypes
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import numba as nb
 import numpy as np
@@ -64,22 +71,23 @@ def _count_tokens(tokens, n_live, counts):
 
 
 @nb.njit(cache=True, nogil=True)
-def _merge_pass(tokens, n_live, left, right, z, neighbours):
-    """Merge every (left, right) of tokens[:n_live] into z, left to right, compacting in place.
+def _merge_pass(tokens, read, end, left, right, z, neighbours):
+    """Merge every (left, right) of tokens[read:end] into z, left to right, writing the result from
+    tokens[0] on (read is 0 or 1, so the output never overtakes the input).
 
-    neighbours[0, p] counts merges preceded by token p (pair (p, left) lost, (p, z) gained);
-    neighbours[1, k] merges followed by token k ((right, k) lost, (z, k) gained). A preceding token
-    is read from the output, so in a run the previous merge's z is seen, exactly as the linked-list
-    core sees it. Returns (new live length, merges)."""
+    The range is taken alone: neighbours outside it are not tallied. neighbours[0, p] counts merges
+    preceded by token p (pair (p, left) lost, (p, z) gained); neighbours[1, k] merges followed by
+    token k ((right, k) lost, (z, k) gained). A preceding token is read from the output, so in a run
+    the previous merge's z is seen, exactly as the linked-list core sees it. Returns (output length,
+    merges). One step per token: the pass for a pair that is everywhere."""
     write = 0
-    read = 0
     merged = 0
-    while read < n_live:
+    while read < end:
         token = tokens[read]
-        if token == left and read + 1 < n_live and tokens[read + 1] == right:
+        if token == left and read + 1 < end and tokens[read + 1] == right:
             if write > 0 and tokens[write - 1] != 0xFFFF:
                 neighbours[0, tokens[write - 1]] += 1
-            if read + 2 < n_live and tokens[read + 2] != 0xFFFF:
+            if read + 2 < end and tokens[read + 2] != 0xFFFF:
                 neighbours[1, tokens[read + 2]] += 1
             tokens[write] = z
             read += 2
@@ -91,47 +99,216 @@ def _merge_pass(tokens, n_live, left, right, z, neighbours):
     return write, merged
 
 
-class CompactSequence:
-    """The learner's state: per chromosome, a uint16 token array and its live length."""
+_SCAN = 256  # tokens checked for the pair at once by the sparse pass
 
-    def __init__(self, chromosomes: list[np.ndarray], vocab_capacity: int, workers: int | None = None):
+
+@nb.njit(cache=True, nogil=True)
+def _next_pair(tokens, start, end, left, right):
+    """The first p in [start, end - 1) with (tokens[p], tokens[p + 1]) == (left, right); end if none."""
+    p = start
+    while p + _SCAN < end:
+        # Slices, so the loop counts from 0 and LLVM vectorizes it (with an offset it stays scalar).
+        here, after = tokens[p : p + _SCAN], tokens[p + 1 : p + _SCAN + 1]
+        hits = 0
+        for i in range(_SCAN):
+            hits += ((here[i] ^ left) | (after[i] ^ right)) == 0
+        if hits:
+            break
+        p += _SCAN
+    while p + 1 < end:
+        if tokens[p] == left and tokens[p + 1] == right:
+            return p
+        p += 1
+    return end
+
+
+# C's memmove, called from compiled code: numba's own copy loops do not vectorize when source and
+# target are in one array, and were 1.3-1.5x slower over a whole pass. Functions that call it cannot be
+# cached on disk (numba refuses a ctypes pointer there), so they compile once per process (under 1 s).
+_memmove = ctypes.memmove
+
+
+@nb.njit(nogil=True)
+def _shift(tokens, source, target, length):
+    """tokens[target:target + length] = tokens[source:source + length]."""
+    base = tokens.ctypes.data
+    _memmove(base + 2 * target, base + 2 * source, 2 * length)
+
+
+@nb.njit(nogil=True)
+def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours):
+    """`_merge_pass`'s result and tallies for a rare pair: a vectorized scan to the next occurrence,
+    the tokens in between moved as a block (about 5x faster once the pair is under 1 in 16 tokens)."""
+    left16, right16 = np.uint16(left), np.uint16(right)
+    write = 0
+    merged = 0
+    while True:
+        p = _next_pair(tokens, read, end, left16, right16)
+        if write != read:
+            _shift(tokens, read, write, p - read)
+        write += p - read
+        if p >= end:
+            return write, merged
+        if write > 0 and tokens[write - 1] != 0xFFFF:
+            neighbours[0, tokens[write - 1]] += 1
+        if p + 2 < end and tokens[p + 2] != 0xFFFF:
+            neighbours[1, tokens[p + 2]] += 1
+        tokens[write] = z
+        write += 1
+        read = p + 2
+        merged += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _trailing_run(tokens, n_live, token):
+    """How many tokens[:n_live] at the end equal token."""
+    run = 0
+    while run < n_live and tokens[n_live - 1 - run] == token:
+        run += 1
+    return run
+
+
+# A pair at most once in this many live tokens takes the sparse pass.
+SPARSE_SPACING = 64
+# Chromosomes are cut into pieces for threads only down to this many tokens; a piece under 4 live
+# tokens joins its chromosome back into one (so the joins below always have tokens to spare).
+MIN_PIECE = 1 << 20
+_MIN_JOINED = 4
+
+
+class CompactSequence:
+    """The learner's state: per chromosome, a uint16 token array, cut into pieces that are compacted
+    each on its own, so one chromosome's pass shares the cores.
+
+    A piece is a view of its chromosome's array whose first `live` tokens are the sequence; `joined[i]`
+    says piece i continues into piece i + 1 (same chromosome). A cycle first settles each join
+    sequentially (does a merge span it? that needs, for a run of one token, the run's parity), then
+    merges every piece on its own range (a spanning merge's z is written by the left piece, its right
+    token dropped by the right one) on the threads, then corrects the counts of the pairs across joins.
+    The result is the single-pass one exactly (tests cut pieces of a few tokens)."""
+
+    def __init__(self, chromosomes: list[np.ndarray], vocab_capacity: int, workers: int | None = None,
+                 min_piece: int | None = MIN_PIECE):
         if vocab_capacity >= MAX_VOCABULARY:
             raise ValueError(f"{vocab_capacity} tokens do not fit uint16 ids (at most {MAX_VOCABULARY - 1})")
         self.tokens = [np.ascontiguousarray(c, dtype=np.uint16) for c in chromosomes]
-        self.n_live = [len(c) for c in self.tokens]
         self.capacity = vocab_capacity
         self.pair_count = np.zeros((vocab_capacity, vocab_capacity), np.int64)
-        for tokens, n in zip(self.tokens, self.n_live):
-            _count_pairs(tokens, n, self.pair_count)
-        self.workers = max(1, min(workers or os.cpu_count() or 1, len(self.tokens) or 1))
+        for tokens in self.tokens:
+            _count_pairs(tokens, len(tokens), self.pair_count)
+        total = sum(len(t) for t in self.tokens)
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        # Pieces: a chromosome longer than its share of the threads is cut evenly (min_piece None: never).
+        piece = max(min_piece, -(-total // self.workers)) if min_piece else 0
+        self.pieces, self.live, self.chromosome_of = [], [], []
+        for c, tokens in enumerate(self.tokens):
+            n = max(1, -(-len(tokens) // piece)) if piece else 1
+            bounds = [len(tokens) * k // n for k in range(n + 1)]
+            for a, b in pairwise(bounds):
+                self.pieces.append(tokens[a:b])
+                self.live.append(b - a)
+                self.chromosome_of.append(c)
+        self.workers = min(self.workers, len(self.pieces) or 1)
         self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        # Longest first, so the biggest chromosome never starts last.
-        self._order = sorted(range(len(self.tokens)), key=lambda c: -self.n_live[c])
+
+    @property
+    def joined(self) -> list[bool]:
+        return [a == b for a, b in pairwise(self.chromosome_of)]
+
+    def live_tokens(self) -> int:
+        return sum(self.live)
+
+    def bases(self) -> int:
+        return sum(int(np.count_nonzero(p[:n] != SEPARATOR)) for p, n in zip(self.pieces, self.live))
+
+    def _join_short_pieces(self) -> None:
+        """Put a chromosome whose joined pieces include one under _MIN_JOINED live tokens back into one piece."""
+        short = {c for i, (c, joined) in enumerate(zip(self.chromosome_of, self.joined))
+                 if joined and min(self.live[i], self.live[i + 1]) < _MIN_JOINED}
+        for c in short:
+            indices = [i for i, owner in enumerate(self.chromosome_of) if owner == c]
+            array, position = self.tokens[c], 0
+            for i in indices:
+                piece, n = self.pieces[i], self.live[i]
+                array[position : position + n] = piece[:n]  # numpy moves overlapping slices correctly
+                position += n
+            first = indices[0]
+            self.pieces[first], self.live[first] = array, position
+            for i in reversed(indices[1:]):
+                del self.pieces[i], self.live[i], self.chromosome_of[i]
 
     def merge(self, left: int, right: int, z: int) -> int:
-        tallies = self.merge_tokens(left, right, z)
+        """Merge (left, right) into z everywhere and update the pair counts; returns the merges."""
+        self._join_short_pieces()
+        n = len(self.pieces)
+        skip_first, ends_in_merge = [0] * n, [0] * n
+        across_before = []  # pairs across joins before the cycle; merges inside pieces do not see them
+        for i, joined in enumerate(self.joined):
+            if not joined:
+                continue
+            piece, live, after = self.pieces[i], self.live[i], self.pieces[i + 1]
+            x, y = int(piece[live - 1]), int(after[0])
+            spans = x == left and y == right
+            if spans and left == right:
+                # In a run of one token, merges start at the run's 1st, 3rd, ... free token.
+                run = _trailing_run(piece, live, left)
+                spans = (run if run < live else live - skip_first[i]) % 2 == 1
+            if spans:
+                ends_in_merge[i] = skip_first[i + 1] = 1
+                across_before += [(int(piece[live - 2]), x), (x, y), (y, int(after[1]))]
+            else:
+                across_before.append((x, y))
+        tallies = self.merge_tokens(left, right, z, skip_first, ends_in_merge)
         apply_merge_tallies(self.pair_count, left, right, z, tallies)
-        return int(tallies[-1])
+        across_after = []
+        for i, joined in enumerate(self.joined):
+            if joined:
+                piece, live, first_after = self.pieces[i], self.live[i], int(self.pieces[i + 1][0])
+                across_after += [(int(piece[live - 2]), z), (z, first_after)] if ends_in_merge[i] else [
+                    (int(piece[live - 1]), first_after)]
+        for pairs, sign in ((across_before, -1), (across_after, 1)):
+            for a, b in pairs:
+                if a != SEPARATOR and b != SEPARATOR:
+                    self.pair_count[a, b] += sign
+        return int(tallies[-1]) + sum(ends_in_merge)
 
-    def merge_tokens(self, left: int, right: int, z: int) -> np.ndarray:
-        """Merge (left, right) into z in every chromosome; the pair counts are left as they were.
-        Returns the tallies that update them (`apply_merge_tallies`): [before (capacity), after
-        (capacity), merges], summed over chromosomes, so sums over any split of them add up too."""
-        def one(c: int) -> np.ndarray:
+    def merge_tokens(self, left: int, right: int, z: int, skip_first: list[int] | None = None,
+                     ends_in_merge: list[int] | None = None) -> np.ndarray:
+        """Merge (left, right) into z inside every piece (skipping a piece's first token, or ending it
+        with z, where a merge spans its join); the pair counts are left as they were. Returns the
+        tallies that update them (`apply_merge_tallies`): [before (capacity), after (capacity),
+        merges], summed over pieces, so sums over any split of the chromosomes add up too. Without
+        the join arguments, pieces must be whole chromosomes."""
+        if skip_first is None:
+            if any(self.joined):
+                raise ValueError("pieces of one chromosome need merge(), which settles their joins")
+            skip_first = ends_in_merge = [0] * len(self.pieces)
+        count = int(self.pair_count[left, right])
+        sparse = count * SPARSE_SPACING < self.live_tokens()
+
+        def one(i: int) -> np.ndarray:
             neighbours = np.zeros((2, self.capacity), np.int64)
-            self.n_live[c], merged = _merge_pass(self.tokens[c], self.n_live[c], left, right, z, neighbours)
+            piece = self.pieces[i]
+            merge_pass = _merge_pass_sparse if sparse else _merge_pass
+            written, merged = merge_pass(piece, skip_first[i], self.live[i] - ends_in_merge[i], left, right, z,
+                                         neighbours)
+            if ends_in_merge[i]:
+                piece[written] = z
+                written += 1
+            self.live[i] = written
             return np.append(neighbours.ravel(), merged)
 
-        results = self._pool.map(one, self._order) if self._pool else map(one, self._order)
+        order = sorted(range(len(self.pieces)), key=lambda i: -self.live[i])  # the longest never starts last
+        results = self._pool.map(one, order) if self._pool else map(one, order)
         tallies = np.zeros(2 * self.capacity + 1, np.int64)
-        for one_chromosome in results:
-            tallies += one_chromosome
+        for one_piece in results:
+            tallies += one_piece
         return tallies
 
     def token_counts(self, n_tokens: int) -> np.ndarray:
         counts = np.zeros(self.capacity, np.int64)
-        for tokens, n in zip(self.tokens, self.n_live):
-            _count_tokens(tokens, n, counts)
+        for piece, n in zip(self.pieces, self.live):
+            _count_tokens(piece, n, counts)
         return counts[:n_tokens]
 
     def close(self) -> None:
@@ -161,11 +338,37 @@ def best_pair(pair_count: np.ndarray, token_length: np.ndarray, max_token_length
     return left, right, int(counts[left, right])
 
 
+def learn_cycles(
+    pair_count: np.ndarray, cycles: int, merge: Callable[[int, int, int], int], max_token_length: int,
+    progress: bool, description: str,
+) -> tuple[list[Merge], MergedVocabulary]:
+    """GROVER's cycles over counts kept by the caller: pick the best pair, name its token, and let
+    `merge(left, right, z)` merge it everywhere, update `pair_count` and return how many it merged."""
+    vocabulary = MergedVocabulary(pair_count.shape[0])
+    tokens, token_length = vocabulary.tokens, vocabulary.token_length
+    merges = []
+    bar = progress_bar(total=cycles, desc=description, unit="cycle", disable=not progress, mininterval=0.5)
+    try:
+        for _ in range(cycles):
+            left, right, count = best_pair(pair_count, token_length, max_token_length)
+            if count <= 0:
+                break
+            z = vocabulary.token_for(left, right)
+            merged = merge(left, right, z)
+            merges.append(Merge(tokens[left], tokens[right], count, merged))
+            bar.update(1)
+            bar.set_postfix_str(f"{tokens[z]} x{count:,}", refresh=False)
+    finally:
+        bar.close()
+    return merges, vocabulary
+
+
 def learn_bpe_compact(
     chromosomes: list[np.ndarray], cycles: int, max_token_length: int = 0, progress: bool = True,
-    workers: int | None = None,
+    workers: int | None = None, min_piece: int | None = MIN_PIECE,
 ) -> BpeResult:
-    """`learn_bpe`'s cycles on chromosomes given as uint16 token sequences (`chromosome_tokens`).
+    """`learn_bpe`'s cycles on chromosomes given as uint16 token sequences (`chromosome_tokens`), on
+    `workers` threads (chromosomes cut into pieces of at least `min_piece` tokens to share them).
 
     The arrays are taken over and overwritten (that is the memory saving); pass copies to keep them."""
     if cycles < 0:
@@ -173,27 +376,14 @@ def learn_bpe_compact(
     if not any(len(c) for c in chromosomes):
         raise ValueError("no base to learn from (every chromosome is empty)")
     capacity = len(BASES) + cycles
-    sequence = CompactSequence(chromosomes, capacity, workers)
-    vocabulary = MergedVocabulary(capacity)
-    tokens, token_length = vocabulary.tokens, vocabulary.token_length
-    n_bases = int(sum(int(np.count_nonzero(c != SEPARATOR)) for c in sequence.tokens))
-    merges = []
-    bar = progress_bar(total=cycles, desc="BPE cycles (compact)", unit="cycle", disable=not progress, mininterval=0.5)
+    sequence = CompactSequence(chromosomes, capacity, workers, min_piece)
+    n_bases = sequence.bases()
     try:
-        for _ in range(cycles):
-            left, right, count = best_pair(sequence.pair_count, token_length, max_token_length)
-            if count <= 0:
-                break
-            z = vocabulary.token_for(left, right)
-            string = tokens[z]
-            merged = sequence.merge(left, right, z)
-            merges.append(Merge(tokens[left], tokens[right], count, merged))
-            bar.update(1)
-            bar.set_postfix_str(f"{string} x{count:,}", refresh=False)
+        merges, vocabulary = learn_cycles(sequence.pair_count, cycles, sequence.merge, max_token_length, progress,
+                                          "BPE cycles (compact)")
     finally:
-        bar.close()
         sequence.close()
-    return BpeResult(merges, tokens, sequence.token_counts(len(tokens)), n_bases)
+    return BpeResult(merges, vocabulary.tokens, sequence.token_counts(len(vocabulary.tokens)), n_bases)
 
 
 def read_learning_chromosomes(

@@ -18,14 +18,8 @@ from collections.abc import Callable
 import numpy as np
 
 from grover_jax.genome.genome import BASES
-from grover_jax.progress import progress_bar
-from grover_jax.tokenizer.bpe import BpeResult, Merge, MergedVocabulary
-from grover_jax.tokenizer.bpe_compact import (
-    SEPARATOR,
-    CompactSequence,
-    apply_merge_tallies,
-    best_pair,
-)
+from grover_jax.tokenizer.bpe import BpeResult
+from grover_jax.tokenizer.bpe_compact import CompactSequence, apply_merge_tallies, learn_cycles
 
 SumOverWorkers = Callable[[np.ndarray], np.ndarray]
 
@@ -62,31 +56,24 @@ def learn_bpe_shared(
     if cycles < 0:
         raise ValueError(f"cycles={cycles}: must be >= 0")
     capacity = len(BASES) + cycles
-    sequence = CompactSequence(chromosomes, capacity, threads)
-    local_bases = sum(int(np.count_nonzero(c[:n] != SEPARATOR)) for c, n in zip(sequence.tokens, sequence.n_live))
-    start = sum_over_workers(np.append(sequence.pair_count.ravel(), local_bases))
+    # Whole chromosomes: the counts of pairs across pieces are not in the tallies the workers sum.
+    sequence = CompactSequence(chromosomes, capacity, threads, min_piece=None)
+    start = sum_over_workers(np.append(sequence.pair_count.ravel(), sequence.bases()))
     sequence.pair_count[:] = start[:-1].reshape(capacity, capacity)
     n_bases = int(start[-1])
     if n_bases == 0:
         sequence.close()
         raise ValueError("no base to learn from (every worker's share is empty)")
-    vocabulary = MergedVocabulary(capacity)
-    tokens, token_length = vocabulary.tokens, vocabulary.token_length
-    merges = []
-    bar = progress_bar(total=cycles, desc="BPE cycles (workers)", unit="cycle", disable=not progress, mininterval=0.5)
+
+    def merge(left: int, right: int, z: int) -> int:
+        tallies = sum_over_workers(sequence.merge_tokens(left, right, z))
+        apply_merge_tallies(sequence.pair_count, left, right, z, tallies)
+        return int(tallies[-1])
+
     try:
-        for _ in range(cycles):
-            left, right, count = best_pair(sequence.pair_count, token_length, max_token_length)
-            if count <= 0:
-                break
-            z = vocabulary.token_for(left, right)
-            tallies = sum_over_workers(sequence.merge_tokens(left, right, z))
-            apply_merge_tallies(sequence.pair_count, left, right, z, tallies)
-            merges.append(Merge(tokens[left], tokens[right], count, int(tallies[-1])))
-            bar.update(1)
-            bar.set_postfix_str(f"{tokens[z]} x{count:,}", refresh=False)
+        merges, vocabulary = learn_cycles(sequence.pair_count, cycles, merge, max_token_length, progress,
+                                          "BPE cycles (workers)")
         token_counts = sum_over_workers(sequence.token_counts(capacity))
     finally:
-        bar.close()
         sequence.close()
-    return BpeResult(merges, tokens, token_counts[: len(tokens)], n_bases)
+    return BpeResult(merges, vocabulary.tokens, token_counts[: len(vocabulary.tokens)], n_bases)
