@@ -58,10 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which split's sequence the pair counts run over")
     bpe.add_argument("--max-token-length", type=int, default=0, help="cap on token length in bases (0: none)")
     bpe.add_argument("--out", required=True, help="output folder for tokenizer.json and merges.tsv")
-    bpe.add_argument("--engine", default="auto", choices=["auto", "linked", "compact", "blocks"],
-                     help="'compact' learns whole genomes at 2 bytes/base (same merges as 'linked', slower); "
-                          "'blocks' too, rewriting only blocks that hold the pair, on all cores; "
-                          "'auto' picks compact for inputs over 300 Mb")
+    bpe.add_argument("--engine", default="auto", choices=["auto", "linked", "compact"],
+                     help="'compact' learns whole genomes at 2 bytes/base on all cores (same merges as "
+                          "'linked', which needs ~28 bytes/base); 'auto' picks compact for inputs over 300 Mb")
     bpe.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the contigs (same merges); alone: all launched on this machine")
     bpe.add_argument("--worker-rank", type=int, default=None,

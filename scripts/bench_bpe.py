@@ -3,9 +3,8 @@
 On one real chromosome (default ../shared/data/genome/hg19_chr20.fa.gz, relative to the repo root):
   1. ours: `learn_bpe` for --cycles cycles over all contigs, in a fresh subprocess; a tiny warm-up
      call first (timed separately) so numba's JIT / cache load is not counted; FASTA reading is not.
-     Then the block learner (`learn_bpe_blocks`, 2 bytes/base) on 1 and 2 threads (--blocks-threads),
-     and with --compact the whole-pass learner (`learn_bpe_compact`), each in its own subprocess, its
-     merges checked against `learn_bpe`'s.
+     Then the 2-byte learner (`learn_bpe_compact`, `grover bpe`'s engine) on 1 and 2 threads
+     (--compact-threads), each in its own subprocess, its merges checked against `learn_bpe`'s.
   2. HF: `BpeTrainer` on the same contigs cut into 1 kb chunks (each chunk one "word", its best
      case), in a fresh subprocess, on as many threads as it likes (RAYON_NUM_THREADS is reported).
   Each worker reports wall and CPU seconds, its RSS once its input is loaded, the peak RSS of the
@@ -35,7 +34,6 @@ from typing import TypeVar
 from grover_jax.genome import Genome, read_genome
 from grover_jax.store.build import build_store
 from grover_jax.tokenizer.bpe import learn_bpe
-from grover_jax.tokenizer.bpe_blocks import learn_bpe_blocks
 from grover_jax.tokenizer.bpe_compact import chromosome_tokens, learn_bpe_compact
 from grover_jax.tokenizer.vocabulary import load_tokenizer, save_vocabulary
 
@@ -94,15 +92,13 @@ def run_ours(genome: Genome, cycles: int, vocab_dir: Path) -> dict:
             "learned_tokens": len(result.tokens), "mean_token_length": result.mean_token_length}
 
 
-def run_uint16(genome: Genome, cycles: int, engine: str, threads: int) -> dict:
-    """A 2-byte learner on the chromosome as one uint16 array (contigs separated)."""
+def run_compact(genome: Genome, cycles: int, threads: int) -> dict:
+    """The 2-byte learner on the chromosome as one uint16 array (contigs separated)."""
     codes = [genome.contig_codes(c) for c in genome.contigs]
-    if engine == "blocks":
-        def learn(tokens: list, cycles: int):
-            return learn_bpe_blocks(tokens, cycles, progress=False, workers=threads)
-    else:
-        def learn(tokens: list, cycles: int):
-            return learn_bpe_compact(tokens, cycles, progress=False, workers=threads)
+
+    def learn(tokens: list, cycles: int):
+        return learn_bpe_compact(tokens, cycles, progress=False, workers=threads)
+
     started = time.perf_counter()
     learn([chromosome_tokens([codes[0][:20_000]])], 60)  # long enough to compile the sparse pass too
     warmup = time.perf_counter() - started
@@ -144,8 +140,8 @@ def worker_main(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.worker == "ours":
         report = run_ours(genome, args.cycles, work / "vocab")
-    elif args.worker in ("blocks", "compact"):
-        report = run_uint16(genome, args.cycles, args.worker, args.threads_child)
+    elif args.worker == "compact":
+        report = run_compact(genome, args.cycles, args.threads_child)
     else:
         report = run_hf(genome, args.cycles)
     suffix = "" if args.threads_child is None else f"-{args.threads_child}"
@@ -226,10 +222,9 @@ def main() -> None:
                         help="use only the first LIMIT bases (0: all)")
     parser.add_argument("--quick", action="store_true",
                         help=f"first {QUICK_BASES:,} bases, {QUICK_CYCLES} cycles")
-    parser.add_argument("--blocks-threads", type=int, nargs="*", default=[1, 2],
-                        help="thread counts to run the block learner on (none: skip it)")
-    parser.add_argument("--compact", action="store_true", help="also run the whole-pass 2-byte learner")
-    parser.add_argument("--worker", choices=("ours", "blocks", "compact", "hf"), help=argparse.SUPPRESS)
+    parser.add_argument("--compact-threads", type=int, nargs="*", default=[1, 2],
+                        help="thread counts to run the 2-byte learner on (none: skip it)")
+    parser.add_argument("--worker", choices=("ours", "compact", "hf"), help=argparse.SUPPRESS)
     parser.add_argument("--threads-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,9 +244,9 @@ def main() -> None:
         work = Path(temporary)
         ours = spawn_worker("ours", args, work)
         lean = {}
-        for engine, threads in [("blocks", t) for t in args.blocks_threads] + [("compact", 2)] * args.compact:
+        for threads in args.compact_threads:
             args.threads_child = threads
-            lean[f"{engine} ({threads} thread{'s' * (threads > 1)})"] = spawn_worker(engine, args, work)
+            lean[f"compact ({threads} thread{'s' * (threads > 1)})"] = spawn_worker("compact", args, work)
         args.threads_child = None
         hf = spawn_worker("hf", args, work)
         genome = load_genome(args.fasta, args.limit)

@@ -18,7 +18,6 @@ from grover_jax.genome.genome import NO_BASES
 from grover_jax.programs.bpe_workers import check_workers, learn_on_workers
 from grover_jax.store import build_sharded_store, build_store
 from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
-from grover_jax.tokenizer.bpe_blocks import learn_bpe_blocks
 from grover_jax.tokenizer.bpe_compact import learn_bpe_compact, read_learning_chromosomes
 
 # The linked-list learner needs ~28 bytes per base (BENCHMARKS.md, genome scale); past this many bases
@@ -45,9 +44,8 @@ def learn_vocabulary(
 ) -> Path:
     """Learn `cycles` GROVER cycles of BPE on the `learn_on` split ("train" keeps valid/test sequence
     unseen by the vocabulary too; "all" uses every contig) and save tokenizer.json in `out_dir`.
-    `engine`: "linked" (fastest, ~28 bytes/base), "compact" (2 bytes/base, reads one file at a time:
-    whole genomes), "blocks" (2.1 bytes/base like compact, but rewrites only the blocks holding the pair,
-    on all cores), "auto" (compact past LINKED_ENGINE_MAX_BASES); all give the same merges.
+    `engine`: "linked" (~28 bytes/base), "compact" (2 bytes/base, reads one file at a time: whole
+    genomes; on all cores), "auto" (compact past LINKED_ENGINE_MAX_BASES); both give the same merges.
     `workers` > 1 splits the contigs over that many processes (the same merges, `bpe_workers`): all
     launched here, or with `worker_rank` and `coordinator` this host's one of a multi-host run."""
     check_workers(workers, worker_rank, coordinator, engine)
@@ -58,11 +56,10 @@ def learn_vocabulary(
     if engine == "auto":
         engine = "compact" if _approximate_bases(paths) > LINKED_ENGINE_MAX_BASES else "linked"
     started = time.perf_counter()
-    if engine in ("compact", "blocks"):
+    if engine == "compact":
         chromosomes, sources = read_learning_chromosomes(paths, split_spec, learn_on)
         read_seconds = time.perf_counter() - started
-        learn = learn_bpe_blocks if engine == "blocks" else learn_bpe_compact
-        result = learn(chromosomes, cycles, max_token_length=max_token_length, progress=progress)
+        result = learn_bpe_compact(chromosomes, cycles, max_token_length=max_token_length, progress=progress)
     else:
         genome = read_genome(paths, split_spec)
         sources = genome.sources
