@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     bpe.add_argument("--max-token-length", type=int, default=0, help="cap on token length in bases (0: none)")
     bpe.add_argument("--out", required=True, help="output folder for tokenizer.json and merges.tsv")
     bpe.add_argument("--engine", default="auto", choices=["auto", "linked", "compact"],
-                     help="'compact' learns whole genomes at 2 bytes/base on all cores (same merges as "
-                          "'linked', which needs ~28 bytes/base); 'auto' picks compact for inputs over 300 Mb")
+                     help="'compact' (what 'auto' picks) learns at 2 bytes/base on all cores; 'linked' gives the "
+                          "same merges at ~28 bytes/base, slower, and is kept to cross-check")
     bpe.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the contigs (same merges); alone: all launched on this machine")
     bpe.add_argument("--worker-rank", type=int, default=None,

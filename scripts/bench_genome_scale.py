@@ -15,6 +15,7 @@ Then a least-squares fit peak = a + b * bases per learner and its value at 3.1 G
 
     python scripts/bench_genome_scale.py           # everything (about 10 minutes on 2 cores)
     python scripts/bench_genome_scale.py --quick   # 5 / 10 Mb of chr20, 100 cycles
+    python scripts/bench_genome_scale.py --bpe-only   # the BPE rows and their extrapolation alone
 """
 
 import argparse
@@ -193,6 +194,7 @@ def main() -> None:
     parser.add_argument("--sharded", action="store_true")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--bpe-only", action="store_true", help="stop after the BPE rows and their extrapolation")
     args = parser.parse_args()
     if args.worker:
         result = {"bpe": worker_bpe, "store": worker_store, "pipeline": worker_pipeline}[args.worker](args)
@@ -239,6 +241,8 @@ def main() -> None:
             formula = f"{a * mb:.0f} MB + {b:.2f} B x G + {read:.2f} B x L"
         print(f"  {engine:<8} peak = {formula} -> {peak / 2**30:5.1f} GiB; time {wall * 1e6:.2f} wall s/Mb, "
               f"{cpu * 1e6:.2f} CPU s/Mb -> {wall * HG19_BASES / 3600:.2f} h wall, {cpu * HG19_BASES / 3600:.2f} h CPU")
+    if args.bpe_only:
+        return
 
     label, paths, _ = inputs[-1]
     print(f"\nstore of {label} with its 600-cycle vocabulary:")

@@ -14,15 +14,15 @@ from grover_jax.genome import (
 )
 from grover_jax.genome.fasta import fasta_chromosomes
 from grover_jax.genome.fetch import expand_fasta_paths
-from grover_jax.genome.genome import NO_BASES
+from grover_jax.genome.genome import BASES, NO_BASES
 from grover_jax.programs.bpe_workers import check_workers, learn_on_workers
 from grover_jax.store import build_sharded_store, build_store
 from grover_jax.tokenizer import learn_bpe, load_tokenizer, save_vocabulary
-from grover_jax.tokenizer.bpe_compact import learn_bpe_compact, read_learning_chromosomes
-
-# The linked-list learner needs ~28 bytes per base (BENCHMARKS.md, genome scale); past this many bases
-# of FASTA `--engine auto` switches to the compact learner (2 bytes/base, same merges).
-LINKED_ENGINE_MAX_BASES = 300_000_000
+from grover_jax.tokenizer.bpe_compact import (
+    MAX_VOCABULARY,
+    learn_bpe_compact,
+    read_learning_chromosomes,
+)
 
 
 def resolve_genome(fasta: list[str] | None, split_spec: str | None) -> tuple[list[str], str]:
@@ -32,11 +32,6 @@ def resolve_genome(fasta: list[str] | None, split_spec: str | None) -> tuple[lis
     return expand_fasta_paths(fasta), split_spec or ""
 
 
-def _approximate_bases(paths: list[str]) -> int:
-    """Bases in FASTA files from their sizes (gzip compresses hg19 FASTA about 3.3x), without reading them."""
-    return int(sum(Path(p).stat().st_size * (3.3 if p.endswith(".gz") else 1.0) for p in paths))
-
-
 def learn_vocabulary(
     fasta: list[str] | None, out_dir: str | Path, cycles: int = 600, split_spec: str | None = None,
     learn_on: str = "train", max_token_length: int = 0, progress: bool = True, engine: str = "auto",
@@ -44,8 +39,9 @@ def learn_vocabulary(
 ) -> Path:
     """Learn `cycles` GROVER cycles of BPE on the `learn_on` split ("train" keeps valid/test sequence
     unseen by the vocabulary too; "all" uses every contig) and save tokenizer.json in `out_dir`.
-    `engine`: "linked" (~28 bytes/base), "compact" (2 bytes/base, reads one file at a time: whole
-    genomes; on all cores), "auto" (compact past LINKED_ENGINE_MAX_BASES); both give the same merges.
+    `engine`: "compact" (2 bytes/base, reads one file at a time, on all cores: faster than "linked" on
+    every input measured, BENCHMARKS.md), "linked" (the incremental learner, ~28 bytes/base, kept to
+    cross-check), "auto" (compact, or linked past compact's 65,530 cycles); both give the same merges.
     `workers` > 1 splits the contigs over that many processes (the same merges, `bpe_workers`): all
     launched here, or with `worker_rank` and `coordinator` this host's one of a multi-host run."""
     check_workers(workers, worker_rank, coordinator, engine)
@@ -54,7 +50,7 @@ def learn_vocabulary(
         return learn_on_workers(paths, split_spec, out_dir, cycles, learn_on, max_token_length, progress, workers,
                                 worker_rank, coordinator)
     if engine == "auto":
-        engine = "compact" if _approximate_bases(paths) > LINKED_ENGINE_MAX_BASES else "linked"
+        engine = "compact" if len(BASES) + cycles < MAX_VOCABULARY else "linked"
     started = time.perf_counter()
     if engine == "compact":
         chromosomes, sources = read_learning_chromosomes(paths, split_spec, learn_on)
