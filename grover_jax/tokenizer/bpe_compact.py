@@ -285,24 +285,33 @@ class CompactSequence:
             skip_first = ends_in_merge = [0] * len(self.pieces)
         count = int(self.pair_count[left, right])
         sparse = count * SPARSE_SPACING < self.live_tokens()
+        merge_pass = _merge_pass_sparse if sparse else _merge_pass
 
-        def one(i: int) -> np.ndarray:
-            neighbours = np.zeros((2, self.capacity), np.int64)
-            piece = self.pieces[i]
-            merge_pass = _merge_pass_sparse if sparse else _merge_pass
-            written, merged = merge_pass(piece, skip_first[i], self.live[i] - ends_in_merge[i], left, right, z,
-                                         neighbours)
-            if ends_in_merge[i]:
-                piece[written] = z
-                written += 1
-            self.live[i] = written
-            return np.append(neighbours.ravel(), merged)
+        def one_thread(group: list[int]) -> np.ndarray:
+            neighbours, merges = np.zeros((2, self.capacity), np.int64), 0
+            for i in group:
+                piece = self.pieces[i]
+                written, merged = merge_pass(piece, skip_first[i], self.live[i] - ends_in_merge[i], left, right, z,
+                                             neighbours)
+                if ends_in_merge[i]:
+                    piece[written] = z
+                    written += 1
+                self.live[i] = written
+                merges += merged
+            return np.append(neighbours.ravel(), merges)
 
-        order = sorted(range(len(self.pieces)), key=lambda i: -self.live[i])  # the longest never starts last
-        results = self._pool.map(one, order) if self._pool else map(one, order)
+        # One task per thread (many small chromosomes cost a task each otherwise): longest pieces first,
+        # each to the thread with the fewest tokens so far.
+        groups: list[list[int]] = [[] for _ in range(self.workers)]
+        loads = [0] * self.workers
+        for i in sorted(range(len(self.pieces)), key=lambda i: -self.live[i]):
+            lightest = loads.index(min(loads))
+            groups[lightest].append(i)
+            loads[lightest] += self.live[i]
+        results = self._pool.map(one_thread, groups) if self._pool else map(one_thread, groups)
         tallies = np.zeros(2 * self.capacity + 1, np.int64)
-        for one_piece in results:
-            tallies += one_piece
+        for one_group in results:
+            tallies += one_group
         return tallies
 
     def token_counts(self, n_tokens: int) -> np.ndarray:
