@@ -171,6 +171,20 @@ def test_compact_learner_in_pieces_matches_the_reference_on_random_runs():
         assert [(m.left, m.right, m.count) for m in result.merges] == expected, contigs
 
 
+@pytest.mark.shared_data
+def test_compact_learner_in_pieces_on_a_second_chromosome_matches_the_linked_learner():
+    """hg19 chr22:20-21 Mb, 600 cycles, cut into pieces for 4 threads: the linked learner's merges,
+    merge counts and token counts."""
+    from grover_jax.tokenizer.bpe_compact import chromosome_tokens, learn_bpe_compact
+
+    genome = read_genome(shared_file("genome/hg19_chr22_20-21Mb.fa.gz"))
+    codes = [genome.contig_codes(c) for c in genome.contigs]
+    expected = learn_bpe(codes, 600, progress=False)
+    result = learn_bpe_compact([chromosome_tokens(codes)], 600, progress=False, workers=4, min_piece=100_000)
+    assert result.merges == expected.merges
+    assert np.array_equal(result.token_counts, expected.token_counts)
+
+
 MEMORY_PROBE = """
 import json, sys
 from grover_jax import bundled
