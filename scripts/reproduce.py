@@ -78,7 +78,7 @@ PILOT = {"4x256": 150, "6x384": 50}
 # What pretraining adds (programs/pretraining_effect.py): tasks, their label fractions (1.0 alone
 # where absent), seeds, and the budget every arm gets (optimizer steps, valid evaluations). A `gue:`
 # task is a GUE folder (train/dev/test CSVs) under --gue; the others are built from the genome.
-DOWNSTREAM = {"tasks": ("promoter_gc", "prom300", "ctcf"), "fractions": {"promoter_gc": (0.01, 0.1, 1.0)},
+DOWNSTREAM = {"tasks": ("promoter_gc", "prom300", "ctcf", "promscan"), "fractions": {"promoter_gc": (0.01, 0.1, 1.0)},
               "seeds": (0, 1, 2), "steps": 60, "evaluations": 6}
 # The GUE tasks (prom_300_* and tf_* of DNABERT-2's benchmark), tf_4 also at 1 % and 10 % of its labels,
 # with the budget of the chr20 tasks; each arm takes about a minute on 2 cores.
