@@ -137,9 +137,9 @@ def test_a_genome_of_chromosome_slices_learns_the_merges_of_its_contigs(bundled_
 @pytest.mark.parametrize("spacing", [0, 10**12], ids=["every pass sparse", "every pass dense"])
 @pytest.mark.parametrize("workers", [1, 3, 8])
 def test_compact_learner_in_pieces_of_a_few_tokens_keeps_every_merge(bundled_genome, monkeypatch, spacing, workers):
-    """Chromosomes cut into pieces of a few tokens (min_piece=1) and merged on threads, with either
-    pass: runs of one token across joins at both parities, joins at contig separators, pieces that
-    shrink until they are joined back. The merges, merge counts and token counts of `learn_bpe`."""
+    """Three chromosomes of real sequence and one-token runs, cut into pieces of 20-200 tokens
+    (min_piece=1) and merged on threads, with either pass: the merges, merge counts and token counts
+    of `learn_bpe`."""
     from grover_jax.tokenizer import bpe_compact
     from grover_jax.tokenizer.bpe_compact import CompactSequence, chromosome_tokens, learn_bpe_compact
 
@@ -149,9 +149,36 @@ def test_compact_learner_in_pieces_of_a_few_tokens_keeps_every_merge(bundled_gen
     chromosomes = [[real[0], *runs[:3]], [runs[3], real[1], runs[4]], [runs[5]]]
     arrays = [chromosome_tokens(_codes(c) for c in contigs) for contigs in chromosomes]
     pieces = CompactSequence([a.copy() for a in arrays], 8, workers, min_piece=1)
+    pieces.close()
     assert workers == 1 or (any(pieces.joined) and max(pieces.live) < 200)
     expected = learn_bpe([_codes(c) for contigs in chromosomes for c in contigs], 150, progress=False)
     result = learn_bpe_compact(arrays, 150, progress=False, workers=workers, min_piece=1)
+    assert result.merges == expected.merges
+    assert np.array_equal(result.token_counts, expected.token_counts)
+
+
+@pytest.mark.parametrize("spacing", [0, 10**12], ids=["every pass sparse", "every pass dense"])
+def test_runs_and_a_contig_separator_at_the_joins_of_pieces_keep_every_merge(bundled_genome, monkeypatch, spacing):
+    """One chromosome of 400 tokens cut in 4 for 4 threads, laid out so that the joins fall inside a
+    run of A (7 before the cut, 9 after: an odd run parity to carry over), on the contig separator, and
+    inside a run of C (4 and 4); the sequence shrinks until pieces are joined back into one."""
+    from grover_jax.tokenizer import bpe_compact
+    from grover_jax.tokenizer.bpe_compact import SEPARATOR, CompactSequence, chromosome_tokens, learn_bpe_compact
+
+    monkeypatch.setattr(bpe_compact, "SPARSE_SPACING", spacing)
+    real = bundled_genome.bases("chr20", 33_000_000, 33_000_400).replace("A", "G").replace("C", "T")
+    first = real[:93] + "A" * 16 + real[109:200]  # A at 93-108, across the cut at 100; separator at 200
+    second = real[201:296] + "C" * 8 + real[304:400]  # contig from 201: C at 296-303, across the cut at 300
+    contigs = [first, second]  # 200 + 1 + 199 = 400 tokens
+    tokens = chromosome_tokens(_codes(c) for c in contigs)
+    pieces = CompactSequence([tokens.copy()], 8, 4, min_piece=1)
+    pieces.close()
+    assert pieces.live == [100, 100, 100, 100]
+    a, c = BASE_CODE[ord("A")], BASE_CODE[ord("C")]
+    assert pieces.pieces[0][-1] == pieces.pieces[1][0] == a and pieces.pieces[2][0] == SEPARATOR
+    assert pieces.pieces[2][-1] == pieces.pieces[3][0] == c
+    expected = learn_bpe([_codes(c) for c in contigs], 120, progress=False)
+    result = learn_bpe_compact([tokens], 120, progress=False, workers=4, min_piece=1)
     assert result.merges == expected.merges
     assert np.array_equal(result.token_counts, expected.token_counts)
 

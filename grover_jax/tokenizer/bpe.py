@@ -152,6 +152,18 @@ def learn_bpe(
     return BpeResult(merges, tokens, counts, int(sum(len(c) for c in contigs)))
 
 
+def share_longest_first(sizes: list[int], workers: int) -> list[list[int]]:
+    """Indices of `sizes` in `workers` groups: largest first, each to the group with the least so far,
+    so the longest never starts last and the groups' totals stay close."""
+    groups: list[list[int]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for index in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(index)
+        loads[lightest] += sizes[index]
+    return groups
+
+
 def replay_merges(
     contigs: list[np.ndarray], vocab: dict[str, int], merges: list[tuple[str, str]], workers: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -161,12 +173,7 @@ def replay_merges(
     Contigs are independent, so they are shared out over `workers` threads (default: all cores),
     longest first; the compiled core releases the GIL."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(contigs)))
-    groups: list[list[int]] = [[] for _ in range(workers)]
-    loads = [0] * workers
-    for index in sorted(range(len(contigs)), key=lambda i: -len(contigs[i])):
-        lightest = loads.index(min(loads))
-        groups[lightest].append(index)
-        loads[lightest] += len(contigs[index])
+    groups = share_longest_first([len(c) for c in contigs], workers)
 
     def replay(group: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         base_ids = np.array([vocab[b] for b in BASES], dtype=np.int32)
