@@ -71,6 +71,18 @@ def _count_tokens(tokens, n_live, counts):
 
 
 @nb.njit(cache=True, nogil=True)
+def _write_merge(tokens, write, at, end, z, neighbours):
+    """Write z at tokens[write] for the pair at tokens[at:at + 2], tallying its neighbours: the token
+    before it in the output (neighbours[0]) and the one after it in the input (neighbours[1]), each
+    only inside the range [.., end) and never a contig separator."""
+    if write > 0 and tokens[write - 1] != 0xFFFF:
+        neighbours[0, tokens[write - 1]] += 1
+    if at + 2 < end and tokens[at + 2] != 0xFFFF:
+        neighbours[1, tokens[at + 2]] += 1
+    tokens[write] = z
+
+
+@nb.njit(cache=True, nogil=True)
 def _merge_pass(tokens, read, end, left, right, z, neighbours):
     """Merge every (left, right) of tokens[read:end] into z, left to right, writing the result from
     tokens[0] on (read is 0 or 1, so the output never overtakes the input).
@@ -85,11 +97,7 @@ def _merge_pass(tokens, read, end, left, right, z, neighbours):
     while read < end:
         token = tokens[read]
         if token == left and read + 1 < end and tokens[read + 1] == right:
-            if write > 0 and tokens[write - 1] != 0xFFFF:
-                neighbours[0, tokens[write - 1]] += 1
-            if read + 2 < end and tokens[read + 2] != 0xFFFF:
-                neighbours[1, tokens[read + 2]] += 1
-            tokens[write] = z
+            _write_merge(tokens, write, read, end, z, neighbours)
             read += 2
             merged += 1
         else:
@@ -150,11 +158,7 @@ def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours):
         write += p - read
         if p >= end:
             return write, merged
-        if write > 0 and tokens[write - 1] != 0xFFFF:
-            neighbours[0, tokens[write - 1]] += 1
-        if p + 2 < end and tokens[p + 2] != 0xFFFF:
-            neighbours[1, tokens[p + 2]] += 1
-        tokens[write] = z
+        _write_merge(tokens, write, p, end, z, neighbours)
         write += 1
         read = p + 2
         merged += 1
