@@ -101,6 +101,14 @@ def test_bad_worker_count_is_one_line_from_the_cli(tmp_path, capsys):
     assert capsys.readouterr().err == "grover: error: --workers 0: must be >= 1\n"
 
 
+@pytest.mark.parametrize("engine_args", [["--engine", "compact"], ["--workers", "2"]])
+def test_more_cycles_than_uint16_ids_hold_is_one_line_and_writes_nothing(tmp_path, capsys, engine_args):
+    assert main(["bpe", "--out", str(tmp_path / "out"), "--cycles", "70000", *engine_args]) == 2
+    assert capsys.readouterr().err == ("grover: error: --cycles 70000: the compact engine (and its workers) holds "
+                                       "at most 65,530 cycles in uint16 ids; use --engine linked\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_idle_worker_changes_nothing(bundled_genome):
     """More workers than contigs (3 workers, 2 chromosome slices): the learner run in 3 threads
     with an exact summing barrier gives learn_bpe_compact's merges and token counts."""

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from grover_jax import bundled
+from grover_jax.configuration import ConfigError
 from grover_jax.genome import (
     GenomeFormatError,
     check_split_chromosomes,
@@ -45,12 +46,16 @@ def learn_vocabulary(
     `workers` > 1 splits the contigs over that many processes (the same merges, `bpe_workers`): all
     launched here, or with `worker_rank` and `coordinator` this host's one of a multi-host run."""
     check_workers(workers, worker_rank, coordinator, engine)
+    fits_uint16 = len(BASES) + cycles < MAX_VOCABULARY
+    if engine == "auto":
+        engine = "compact" if fits_uint16 else "linked"
+    if not fits_uint16 and (engine == "compact" or workers > 1 or worker_rank is not None):
+        raise ConfigError(f"--cycles {cycles}: the compact engine (and its workers) holds at most "
+                          f"{MAX_VOCABULARY - 1 - len(BASES):,} cycles in uint16 ids; use --engine linked")
     paths, split_spec = resolve_genome(fasta, split_spec)
     if workers > 1 or worker_rank is not None:
         return learn_on_workers(paths, split_spec, out_dir, cycles, learn_on, max_token_length, progress, workers,
                                 worker_rank, coordinator)
-    if engine == "auto":
-        engine = "compact" if len(BASES) + cycles < MAX_VOCABULARY else "linked"
     started = time.perf_counter()
     if engine == "compact":
         chromosomes, sources = read_learning_chromosomes(paths, split_spec, learn_on)
