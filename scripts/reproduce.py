@@ -301,7 +301,7 @@ class Reproduction:
                 return "no --gue folder given"
             try:
                 config.task.name, config.task.csv = "user", str(gue_csv(Path(self.gue) / task[4:], self.workdir / "gue"))
-            except FileNotFoundError as error:
+            except (FileNotFoundError, ValueError) as error:
                 return str(error)
             return None
         if self.scale == "chromosome" and not self.annotation:
@@ -433,7 +433,7 @@ GUE_DEV_CUT = {"valid_share": 0.2, "seed": 0}
 def gue_csv(folder: Path, out: Path) -> Path:
     """One `sequence,label,split` CSV from a GUE task folder's train / dev / test CSVs (dev is the
     valid split; where there is no train file, dev is cut into train and valid by GUE_DEV_CUT);
-    FileNotFoundError where dev or test is missing."""
+    FileNotFoundError where dev or test is missing, ValueError naming a file without those columns."""
     import gzip
 
     def find(stem: str) -> Path | None:
@@ -441,7 +441,11 @@ def gue_csv(folder: Path, out: Path) -> Path:
 
     def rows(path: Path) -> list[tuple[str, str]]:
         with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as source:
-            return [(row["sequence"], row["label"]) for row in csv.DictReader(source)]
+            reader = csv.DictReader(source)
+            missing = {"sequence", "label"} - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"{path}: no {' or '.join(sorted(missing))} column in its header line")
+            return [(row["sequence"], row["label"]) for row in reader]
 
     paths = {stem: find(stem) for stem in ("train", "dev", "test")}
     for stem in ("dev", "test"):

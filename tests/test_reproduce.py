@@ -141,3 +141,13 @@ def test_a_gue_folder_without_train_cuts_dev_into_train_and_valid_by_label(tmp_p
     # Seeded: the same cut on a second build.
     again = reproduce.gue_csv(folder, tmp_path / "again")
     assert again.read_text() == target.read_text()
+
+
+def test_a_gue_file_without_a_label_column_is_named_and_nothing_is_written(tmp_path, bundled_genome):
+    reproduce = load_script()
+    folder = gue_like_folder(tmp_path, bundled_genome) / "smoke"
+    dev = (folder / "dev.csv").read_text().replace("sequence,label", "sequence,lab", 1)
+    (folder / "dev.csv").write_text(dev)
+    with pytest.raises(ValueError, match=r"dev\.csv: no label column in its header line"):
+        reproduce.gue_csv(folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
