@@ -120,14 +120,12 @@ def worker_store(args: argparse.Namespace) -> dict:
     from grover_jax.store import build_sharded_store, build_store
     from grover_jax.tokenizer import load_tokenizer
 
-    low_memory = args.engine == "compact"
     cpu, started = cpu_seconds(), time.perf_counter()
     if args.sharded:
-        build_sharded_store(args.inputs, args.vocab, args.out, workers=args.workers, progress=False,
-                            low_memory=low_memory)
+        build_sharded_store(args.inputs, args.vocab, args.out, workers=args.workers, progress=False)
     else:
         genome = read_genome(args.inputs, keep_soft_mask=False)
-        build_store(genome, load_tokenizer(args.vocab), args.out, progress=False, low_memory=low_memory)
+        build_store(genome, load_tokenizer(args.vocab), args.out, progress=False)
     seconds = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"sharded": args.sharded, "workers": args.workers, "seconds": seconds,
@@ -246,21 +244,20 @@ def main() -> None:
 
     label, paths, _ = inputs[-1]
     print(f"\nstore of {label} with its 600-cycle vocabulary:")
-    print(f"{'layout':<24} {'replay':<8} {'seconds':>8} {'CPU s':>7} {'Mb/s':>6} {'peak MB (max of processes)':>27}")
+    print(f"{'layout':<24} {'seconds':>8} {'CPU s':>7} {'Mb/s':>6} {'peak MB (max of processes)':>27}")
     bases = runs["compact"][-1]["bases"]
-    for sharded, workers, engine in ((False, 1, "linked"), (False, 1, "compact"), (True, 1, "linked"),
-                                     (True, 1, "compact"), (True, 2, "compact")):
+    for sharded, workers in ((False, 1), (True, 1), (True, 2)):
         name = "sharded" if sharded else "single"
         shutil.rmtree(work / name, ignore_errors=True)
         report = spawn("store", inputs=paths, vocab=str(work / "vocab" / "tokenizer.json"), out=str(work / name),
-                       sharded=sharded, workers=workers, engine=engine)
+                       sharded=sharded, workers=workers)
         peak = max(report["process_peak"], report["child_peak"])
         layout = f"sharded, {workers} worker(s)" if sharded else "single"
-        print(f"{layout:<24} {engine:<8} {report['seconds']:8.1f} {report['cpu_s']:7.1f} "
+        print(f"{layout:<24} {report['seconds']:8.1f} {report['cpu_s']:7.1f} "
               f"{bases / report['seconds'] / 1e6:6.1f} {peak * mb:27.0f}")
     rebuilt = spawn("store", inputs=paths, vocab=str(work / "vocab" / "tokenizer.json"), out=str(work / "sharded"),
-                    sharded=True, workers=2, engine="compact")
-    print(f"{'sharded, re-run (valid)':<24} {'-':<8} {rebuilt['seconds']:8.1f} {rebuilt['cpu_s']:7.1f}")
+                    sharded=True, workers=2)
+    print(f"{'sharded, re-run (valid)':<24} {rebuilt['seconds']:8.1f} {rebuilt['cpu_s']:7.1f}")
 
     rates = spawn("pipeline", out=str(work), steps=10 if args.quick else 30)
     print("\nMlmBatches, train split, seq_len 512, batch 64 (best of 2 alternating runs):")

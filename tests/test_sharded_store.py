@@ -117,11 +117,3 @@ def test_grover_store_sharded_takes_a_folder_of_fasta_files(genome_files, tmp_pa
                  "--tokenizer", str(tokenizer), "--out", str(tmp_path / "sharded")]) == 0
     assert "3 shards (built 3, kept 0 valid)" in capsys.readouterr().out
     assert np.array_equal(np.asarray(open_store(single_dir).tokens), np.asarray(open_store(tmp_path / "sharded").tokens))
-
-
-def test_low_memory_replay_builds_the_same_store(genome_files, tmp_path):
-    paths, tokenizer, single_dir = genome_files
-    genome = read_genome(paths, SPLITS)
-    build_store(genome, load_tokenizer(tokenizer), tmp_path / "low", split_spec=SPLITS, progress=False, low_memory=True)
-    for field in ("tokens", "starts"):
-        assert np.array_equal(np.load(single_dir / f"{field}.npy"), np.load(tmp_path / "low" / f"{field}.npy"))

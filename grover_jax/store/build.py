@@ -23,7 +23,6 @@ from grover_jax.atomic_files import replace_folder, temporary_folder
 from grover_jax.errors import GroverError
 from grover_jax.genome.genome import Genome
 from grover_jax.progress import progress_bar
-from grover_jax.tokenizer.bpe_compact import replay_merges_compact
 from grover_jax.tokenizer.vocabulary import GenomeTokenizer
 
 STORE_FORMAT = "grover-token-store"
@@ -42,10 +41,9 @@ def build_store(
     split_spec: str = "",
     overwrite: bool = False,
     progress: bool = True,
-    low_memory: bool = False,
 ) -> Path:
-    """`low_memory`: replay a BPE vocabulary's merges at 2 bytes/base (`replay_merges_compact`, same
-    tokens, ~2x slower) instead of ~27 bytes/base of the largest chromosome: whole-genome builds."""
+    """Encode `genome` one chromosome at a time (`GenomeTokenizer.encode_contigs`: about 2 bytes per
+    base of working memory besides the tokens) and write the store at `out_dir`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise StoreBuildError(f"{out_dir}: already exists (pass --overwrite to replace it)")
@@ -65,13 +63,9 @@ def build_store(
         if contigs[-1].end > MAX_COORDINATE:
             raise StoreBuildError(f"{chromosome}: coordinates past {MAX_COORDINATE:,} do not fit uint32 starts")
         codes = [genome.contig_codes(c) for c in contigs]
-        if low_memory and tokenizer.merges:
-            encoded = replay_merges_compact(codes, tokenizer.vocab, tokenizer.merges, tokenizer.token_lengths)
-        else:
-            encoded = tokenizer.encode_contigs(codes)
-        for contig, (ids, base_offsets) in zip(contigs, encoded):
-            token_parts.append(ids.astype(np.uint16))
-            start_parts.append((base_offsets + contig.start).astype(np.uint32))
+        for contig, (ids, base_offsets) in zip(contigs, tokenizer.encode_contigs(codes)):
+            token_parts.append(ids.astype(np.uint16, copy=False))
+            start_parts.append(base_offsets.astype(np.uint32, copy=False) + np.uint32(contig.start))
             contig_rows.append({
                 "chromosome": contig.chromosome, "start": contig.start, "end": contig.end,
                 "split": contig.split, "token_offset": offset, "n_tokens": int(len(ids)),

@@ -48,10 +48,10 @@ def shard_is_valid(shard_dir: Path, source: Path, tokenizer_sha256: str, split_s
     )
 
 
-def _build_shard(source: str, tokenizer_path: str, shard_dir: str, split_spec: str, low_memory: bool) -> str:
+def _build_shard(source: str, tokenizer_path: str, shard_dir: str, split_spec: str) -> str:
     genome = read_genome(source, split_spec, keep_soft_mask=False)
     build_store(genome, load_tokenizer(tokenizer_path), shard_dir, split_spec=split_spec, overwrite=True,
-                progress=False, low_memory=low_memory)
+                progress=False)
     return shard_dir
 
 
@@ -67,11 +67,10 @@ def _write_json_atomically(path: Path, payload: dict) -> None:
 
 def build_sharded_store(
     fasta_paths: list[str], tokenizer_path: str | Path, out_dir: str | Path, split_spec: str = "",
-    workers: int = 1, progress: bool = True, low_memory: bool = True,
+    workers: int = 1, progress: bool = True,
 ) -> dict:
-    """Build (or complete) a sharded store of `fasta_paths`, one shard per file, `workers` processes,
-    each replaying merges at 2 bytes/base unless `low_memory` is False (faster, ~27 bytes/base of the
-    shard's largest chromosome). Returns {"built": [...], "kept": [...]} shard names. Workers are
+    """Build (or complete) a sharded store of `fasta_paths`, one shard per file, `workers` processes.
+    Returns {"built": [...], "kept": [...]} shard names. Workers are
     spawned processes: a script calling this with workers > 1 needs the `if __name__ == "__main__":` guard."""
     out_dir = Path(out_dir)
     tokenizer = load_tokenizer(tokenizer_path)
@@ -101,7 +100,7 @@ def build_sharded_store(
         if shard_is_valid(shard_dir, source, tokenizer.sha256, split_spec, hashes[name]):
             kept.append(name)
         else:
-            todo.append((str(source), str(shared_tokenizer), str(shard_dir), split_spec, low_memory))
+            todo.append((str(source), str(shared_tokenizer), str(shard_dir), split_spec))
 
     bar = progress_bar(total=len(todo), desc="shards", unit="shard", disable=not progress or not todo)
     if workers > 1 and len(todo) > 1:

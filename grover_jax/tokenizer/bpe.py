@@ -1,8 +1,10 @@
-"""BPE in GROVER cycles over real contiguous genome sequence (no fake "words"), and its replay.
+"""BPE in GROVER cycles over real contiguous genome sequence (no fake "words"), on the linked-list core.
 
-`learn_bpe` runs N cycles; `replay_merges` applies a learned merge list to new sequence. Replaying
-the merges in order is exactly what HF `tokenizers` does with the saved tokenizer.json (it applies
-merges by rank, left to right), so the token store and the Rust tokenizer agree token for token.
+`learn_bpe` runs N cycles; `replay_merges_linked` applies a learned merge list to new sequence on the
+same structure: the cross-check of `bpe_replay.replay_merges` (the encoder the store uses) and its
+path for vocabularies past uint16 ids. Replaying the merges in order is exactly what HF `tokenizers`
+does with the saved tokenizer.json (it applies merges by rank, left to right), so the token store and
+the Rust tokenizer agree token for token.
 """
 
 import os
@@ -164,7 +166,7 @@ def share_longest_first(sizes: list[int], workers: int) -> list[list[int]]:
     return groups
 
 
-def replay_merges(
+def replay_merges_linked(
     contigs: list[np.ndarray], vocab: dict[str, int], merges: list[tuple[str, str]], workers: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Tokenize contigs (base codes 0-3) by applying `merges` in order, with ids from `vocab`

@@ -22,7 +22,8 @@ from tokenizers import Tokenizer, models
 from grover_jax.atomic_files import write_text
 from grover_jax.errors import GroverError
 from grover_jax.genome.genome import BASE_CODE, BASES
-from grover_jax.tokenizer.bpe import BpeResult, replay_merges
+from grover_jax.tokenizer.bpe import BpeResult
+from grover_jax.tokenizer.bpe_replay import replay_merges
 from grover_jax.tokenizer.folder import TOKENIZER_FILE, write_tokenizer_files
 from grover_jax.tokenizer.kmer import encode_contigs_kmer, kmer_size
 from grover_jax.tokenizer.special_tokens import (  # noqa: F401 - re-exported

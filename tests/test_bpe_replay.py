@@ -1,0 +1,75 @@
+"""The windowed replay (the store's encoder) against the linked-list replay: random sequence cut into
+tiny windows, frontiers that meet (the wider-margin retry), packed short contigs, and a real slice."""
+
+import numpy as np
+import pytest
+
+from grover_jax import bundled
+from grover_jax.tokenizer import bpe_replay, learn_bpe, load_tokenizer
+from grover_jax.tokenizer.bpe import replay_merges_linked
+from grover_jax.tokenizer.bpe_replay import replay_merges
+
+BUNDLED_TOKENIZER = bundled.MODELS["grover-small-hg19-chr20"] / "tokenizer.json"  # 600 cycles of chr20
+
+
+def vocabulary_of(contigs, cycles):
+    result = learn_bpe(contigs, cycles, progress=False)
+    return {t: i for i, t in enumerate(result.tokens)}, [(m.left, m.right) for m in result.merges]
+
+
+def assert_same(contigs, vocab, merges, **options):
+    ours = replay_merges(contigs, vocab, merges, **options)
+    reference = replay_merges_linked(contigs, vocab, merges)
+    assert len(ours) == len(reference)
+    for c, ((ids, offsets), (ref_ids, ref_offsets)) in enumerate(zip(ours, reference)):
+        assert ids.tolist() == ref_ids.tolist(), f"contig {c}"
+        assert offsets.tolist() == ref_offsets.tolist(), f"contig {c}"
+
+
+def random_contigs(rng, n, longest):
+    """Base codes with long runs and repeats: often only one to three letters."""
+    contigs = []
+    for _ in range(n):
+        length = int(rng.integers(0, longest))
+        letters = rng.choice(4, size=int(rng.integers(1, 5)), replace=False)
+        runs = rng.geometric(rng.uniform(0.05, 0.9), size=length)
+        sequence = np.repeat(rng.choice(letters, size=length), runs)[:length]
+        contigs.append(sequence.astype(np.uint8))
+    return contigs
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_tiny_windows_replay_random_sequence_like_the_linked_replay(seed):
+    rng = np.random.default_rng(seed)
+    contigs = random_contigs(rng, 8, 3000)
+    vocab, merges = vocabulary_of(contigs, 60)
+    window, margin = int(rng.integers(8, 300)), int(rng.integers(1, 40))
+    assert_same(contigs, vocab, merges, window=window, margin=margin, workers=int(rng.integers(1, 4)))
+
+
+def test_frontiers_that_meet_are_replayed_again_with_wider_margins(monkeypatch):
+    """A homopolymer run across every window edge: the merge (A, A)'s parity is unknown from inside a
+    window, so the frontiers meet, and the contig must be replayed again (finally whole) to stay exact."""
+    contigs = [np.zeros(5000, np.uint8), np.array([0, 1] * 300 + [0] * 777 + [2, 3] * 300, np.uint8)]
+    vocab, merges = vocabulary_of(contigs + [np.array([0, 1, 2, 3] * 50, np.uint8)], 12)
+    calls = []
+    original = bpe_replay._replay_contigs
+    monkeypatch.setattr(bpe_replay, "_replay_contigs", lambda *a: calls.append(a[-2:]) or original(*a))
+    assert_same(contigs, vocab, merges, window=256, margin=4, workers=2)
+    assert len(calls) > 1, "no window's frontiers met: the retry was not exercised"
+
+
+def test_short_contigs_are_packed_and_split_apart_again():
+    rng = np.random.default_rng(7)
+    contigs = random_contigs(rng, 300, 40) + [np.zeros(0, np.uint8)] * 3
+    rng.shuffle(contigs)
+    vocab, merges = vocabulary_of(contigs, 40)
+    assert_same(contigs, vocab, merges, window=200, margin=16)
+
+
+def test_the_bundled_vocabulary_on_a_real_slice_in_small_windows(bundled_genome):
+    tokenizer = load_tokenizer(BUNDLED_TOKENIZER)
+    contigs = [bundled_genome.contig_codes(c) for c in bundled_genome.contigs]
+    assert_same(contigs, tokenizer.vocab, tokenizer.merges, window=4096, margin=64)
+    ids, offsets = replay_merges(contigs[:1], tokenizer.vocab, tokenizer.merges)[0]
+    assert (ids.dtype, offsets.dtype) == (np.uint16, np.uint32)
