@@ -10,8 +10,10 @@ tallies, so they stay exact; a cycle costs one pass over the live tokens instead
 pair's occurrences, which is what the memory buys.
 
 Two things make the pass cheap. Once the pair is rarer than one in SPARSE_SPACING tokens (from about
-the 10th of 600 cycles on chr20), the pass scans 256 tokens at a time with vector compares and moves
-the stretches between occurrences with memmove, instead of stepping token by token. And chromosomes
+the 10th of 600 cycles on chr20), the pass finds the pair's occurrences 64 tokens at a time as the
+bits of a vector compare (skipping 256 at a time where there is none) and moves the stretches between
+them with memmove, instead of stepping token by token; the store's replay (`bpe_replay`) runs the same
+pass. And chromosomes
 are cut into pieces, one or more per thread, each compacted on its own; the few merges that span two
 pieces are settled before the pass (see CompactSequence), so one chromosome uses every core.
 
@@ -28,6 +30,7 @@ from itertools import pairwise
 
 import numba as nb
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from grover_jax.genome.genome import (
     BASES,
@@ -107,27 +110,28 @@ def _merge_pass(tokens, read, end, left, right, z, neighbours):
     return write, merged
 
 
-_SCAN = 256  # tokens checked for the pair at once by the sparse pass
+_BLOCK = 64  # tokens whose pair matches the sparse pass finds at once, as the bits of a uint64
 
 
-@nb.njit(cache=True, nogil=True)
-def _next_pair(tokens, start, end, left, right):
-    """The first p in [start, end - 1) with (tokens[p], tokens[p + 1]) == (left, right); end if none."""
-    p = start
-    while p + _SCAN < end:
-        # Slices, so the loop counts from 0 and LLVM vectorizes it (with an offset it stays scalar).
-        here, after = tokens[p : p + _SCAN], tokens[p + 1 : p + _SCAN + 1]
-        hits = 0
-        for i in range(_SCAN):
-            hits += ((here[i] ^ left) | (after[i] ^ right)) == 0
-        if hits:
-            break
-        p += _SCAN
-    while p + 1 < end:
-        if tokens[p] == left and tokens[p + 1] == right:
-            return p
-        p += 1
-    return end
+@nb.njit(cache=True, nogil=True, inline="always")
+def _matches(tokens, at, left, right):
+    """Bit i set where (tokens[at + i], tokens[at + i + 1]) == (left, right), i < 64."""
+    # Slices, so the loop counts from 0 and LLVM vectorizes it (with an offset it stays scalar).
+    here, after = tokens[at : at + _BLOCK], tokens[at + 1 : at + _BLOCK + 1]
+    bits = np.uint64(0)
+    for i in range(_BLOCK):
+        bits |= np.uint64(((here[i] ^ left) | (after[i] ^ right)) == 0) << np.uint64(i)
+    return bits
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _any_match(tokens, at, left, right):
+    """Whether the pair occurs at any of tokens[at:at + 256] (a vectorized count, no early exit)."""
+    here, after = tokens[at : at + 256], tokens[at + 1 : at + 257]
+    hits = 0
+    for i in range(256):
+        hits += ((here[i] ^ left) | (after[i] ^ right)) == 0
+    return hits
 
 
 # C's memmove, called from compiled code: numba's own copy loops do not vectorize when source and
@@ -143,25 +147,63 @@ def _shift(tokens, source, target, length):
     _memmove(base + 2 * target, base + 2 * source, 2 * length)
 
 
-@nb.njit(nogil=True)
-def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours):
-    """`_merge_pass`'s result and tallies for a rare pair: a vectorized scan to the next occurrence,
-    the tokens in between moved as a block (3-5x faster than `_merge_pass` from 1 in ~500 tokens down;
-    even at about 1 in 64, SPARSE_SPACING)."""
-    left16, right16 = np.uint16(left), np.uint16(right)
-    write = 0
-    merged = 0
-    while True:
-        p = _next_pair(tokens, read, end, left16, right16)
-        if write != read:
-            _shift(tokens, read, write, p - read)
-        write += p - read
-        if p >= end:
-            return write, merged
+@nb.njit(nogil=True, inline="always")
+def _merge_at(tokens, write, read, p, end, z, neighbours):
+    """Move tokens[read:p] down to `write`, then z for the pair at p (tallied where neighbours has rows)."""
+    if write != read:
+        _shift(tokens, read, write, p - read)
+    write += p - read
+    if neighbours.shape[0]:
         _write_merge(tokens, write, p, end, z, neighbours)
-        write += 1
-        read = p + 2
-        merged += 1
+    else:
+        tokens[write] = z
+    return write + 1, p + 2
+
+
+@nb.njit(nogil=True)
+def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours, lo=0, hi=0):
+    """`_merge_pass`'s result and tallies (none where neighbours has no rows) for a rarer pair: matches
+    found 64 at a time as the bits of a uint64 (a stretch of 256 without one skipped after one vector
+    count), the tokens between two merges moved with memmove. Also returns how many merges lay before
+    the token indices lo and hi (the replay's frontiers; no merge spans them)."""
+    left16, right16, z16 = np.uint16(left), np.uint16(right), np.uint16(z)
+    write, merged, before_lo, before_hi = 0, 0, 0, 0
+    at = read
+    taken_first = False  # a merge at the previous block's last bit took this block's first token
+    while at + _BLOCK < end:
+        if at + 256 < end and not taken_first and _any_match(tokens, at, left16, right16) == 0:
+            at += 256
+            continue
+        bits = _matches(tokens, at, left16, right16)
+        if taken_first:
+            bits &= ~np.uint64(1)
+            taken_first = False
+        while bits:
+            i = trailing_zeros(bits)
+            write, read = _merge_at(tokens, write, read, at + i, end, z16, neighbours)
+            merged += 1
+            before_lo += at + i < lo
+            before_hi += at + i < hi
+            bits &= bits - np.uint64(1)
+            if left == right:  # in a run, the token after a merged pair cannot start the next one
+                if i == _BLOCK - 1:
+                    taken_first = True
+                else:
+                    bits &= ~(np.uint64(1) << np.uint64(i + 1))
+        at += _BLOCK
+    p = max(at, read)
+    while p + 1 < end:
+        if tokens[p] == left16 and tokens[p + 1] == right16:
+            write, read = _merge_at(tokens, write, read, p, end, z16, neighbours)
+            merged += 1
+            before_lo += p < lo
+            before_hi += p < hi
+            p += 2
+        else:
+            p += 1
+    if write != read:
+        _shift(tokens, read, write, end - read)
+    return write + end - read, merged, before_lo, before_hi
 
 
 @nb.njit(cache=True, nogil=True)
@@ -298,7 +340,7 @@ class CompactSequence:
             for i in group:
                 piece = self.pieces[i]
                 written, merged = merge_pass(piece, skip_first[i], self.live[i] - ends_in_merge[i], left, right, z,
-                                             neighbours)
+                                             neighbours)[:2]
                 if ends_in_merge[i]:
                     piece[written] = z
                     written += 1

@@ -23,90 +23,13 @@ from itertools import pairwise
 
 import numba as nb
 import numpy as np
-from numba.cpython.unsafe.numbers import trailing_zeros
 
 from grover_jax.genome.genome import BASES
 from grover_jax.tokenizer.bpe import replay_merges_linked
-from grover_jax.tokenizer.bpe_compact import SEPARATOR, _shift
+from grover_jax.tokenizer.bpe_compact import SEPARATOR, _merge_pass_sparse
 
 WINDOW = 1 << 16  # bases: 128 KiB of uint16 tokens, inside a core's L2 cache
 MARGIN = 256  # bases of each neighbour a window also replays
-_BLOCK = 64  # tokens whose pair matches are found at once, as the bits of a uint64
-
-
-@nb.njit(nogil=True, inline="always")
-def _matches(tokens, at, left, right):
-    """Bit i set where (tokens[at + i], tokens[at + i + 1]) == (left, right), i < 64."""
-    here, after = tokens[at : at + _BLOCK], tokens[at + 1 : at + _BLOCK + 1]
-    bits = np.uint64(0)
-    for i in range(_BLOCK):
-        bits |= np.uint64(((here[i] ^ left) | (after[i] ^ right)) == 0) << np.uint64(i)
-    return bits
-
-
-@nb.njit(nogil=True, inline="always")
-def _any_match(tokens, at, left, right):
-    """Whether the pair occurs at any of tokens[at:at + 256] (a vectorized count, no early exit)."""
-    here, after = tokens[at : at + 256], tokens[at + 1 : at + 257]
-    hits = 0
-    for i in range(256):
-        hits += ((here[i] ^ left) | (after[i] ^ right)) == 0
-    return hits
-
-
-@nb.njit(nogil=True, inline="always")
-def _write_merge(tokens, p, write, read, z):
-    """Move the tokens since the last merge down to `write`, then z for the pair at p."""
-    if write != read:
-        _shift(tokens, read, write, p - read)
-    write += p - read
-    tokens[write] = z
-    return write + 1, p + 2
-
-
-@nb.njit(nogil=True)
-def _merge_pass(tokens, n, left, right, z, lo, hi):
-    """Merge every (left, right) of tokens[:n] into z, left to right without overlap, compacting in
-    place; returns the new length and how many merges lay before lo and before hi, token indices that
-    no merge spans. Matches are found 64 at a time as the bits of a uint64
-    (stretches of 256 without one skipped after a vector count), the tokens between two merges moved
-    with memmove: faster than a step per token for all but the first few merges, and those are few."""
-    left16, right16, z16 = np.uint16(left), np.uint16(right), np.uint16(z)
-    write = read = at = 0
-    consumed_first = False  # a merge at the previous block's last bit took this block's first token
-    before_lo = before_hi = 0
-    while at + _BLOCK < n:
-        if at + 256 < n and not consumed_first and _any_match(tokens, at, left16, right16) == 0:
-            at += 256
-            continue
-        bits = _matches(tokens, at, left16, right16)
-        if consumed_first:
-            bits &= ~np.uint64(1)
-            consumed_first = False
-        while bits:
-            i = trailing_zeros(bits)
-            write, read = _write_merge(tokens, at + i, write, read, z16)
-            before_lo += at + i < lo
-            before_hi += at + i < hi
-            bits &= bits - np.uint64(1)
-            if left == right:  # in a run, the token after a merged pair cannot start the next one
-                if i == _BLOCK - 1:
-                    consumed_first = True
-                else:
-                    bits &= ~(np.uint64(1) << np.uint64(i + 1))
-        at += _BLOCK
-    p = max(at, read)
-    while p + 1 < n:
-        if tokens[p] == left16 and tokens[p + 1] == right16:
-            write, read = _write_merge(tokens, p, write, read, z16)
-            before_lo += p < lo
-            before_hi += p < hi
-            p += 2
-        else:
-            p += 1
-    if write != read:
-        _shift(tokens, read, write, n - read)
-    return write + n - read, before_lo, before_hi
 
 
 @nb.njit(nogil=True)
@@ -122,6 +45,7 @@ def _replay_window(tokens, n, merges, token_length, present, open_left, open_rig
             end += token_length[tokens[i]]
     first = 0
     lo, hi = 0, n  # token indices of the certain stretch
+    no_tallies = np.zeros((0, 0), np.int64)
     for m in range(merges.shape[0]):
         left, right, z = merges[m, 0], merges[m, 1], merges[m, 2]
         if open_left:
@@ -145,7 +69,7 @@ def _replay_window(tokens, n, merges, token_length, present, open_left, open_rig
             return n
         if present[left] == 0 or present[right] == 0 or (left == right and present[left] < 2):
             continue
-        n_after, before_lo, before_hi = _merge_pass(tokens, n, left, right, z, lo, hi)
+        n_after, _, before_lo, before_hi = _merge_pass_sparse(tokens, 0, n, left, right, z, no_tallies, lo, hi)
         present[left] -= n - n_after
         present[right] -= n - n_after
         present[z] += n - n_after
