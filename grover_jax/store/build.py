@@ -52,7 +52,9 @@ def build_store(
     temporary = temporary_folder(out_dir)
 
     started = time.perf_counter()
-    token_parts, start_parts, contig_rows = [], [], []
+    token_parts: list[np.ndarray] = []
+    start_parts: list[np.ndarray] = []
+    contig_rows = []
     offset = 0
     chromosomes = list(dict.fromkeys(c.chromosome for c in genome.contigs))
     bar = progress_bar(total=sum(c.length for c in genome.contigs), desc="encoding", unit="bp", unit_scale=True,
@@ -62,19 +64,26 @@ def build_store(
         contigs = [c for c in genome.contigs if c.chromosome == chromosome]
         if contigs[-1].end > MAX_COORDINATE:
             raise StoreBuildError(f"{chromosome}: coordinates past {MAX_COORDINATE:,} do not fit uint32 starts")
-        codes = [genome.contig_codes(c) for c in contigs]
-        for contig, (ids, base_offsets) in zip(contigs, tokenizer.encode_contigs(codes)):
-            token_parts.append(ids.astype(np.uint16, copy=False))
-            start_parts.append(base_offsets.astype(np.uint32, copy=False) + np.uint32(contig.start))
+        contig_tokens = tokenizer.encode_contigs([genome.contig_codes(c) for c in contigs])
+        # One array per chromosome, filled in place: fresh pages cost as much as the replay here.
+        n_tokens = sum(len(ids) for ids, _ in contig_tokens)
+        token_parts.append(np.empty(n_tokens, np.uint16))
+        start_parts.append(np.empty(n_tokens, np.uint32))
+        at = 0
+        for contig, (ids, base_offsets) in zip(contigs, contig_tokens):
+            token_parts[-1][at : at + len(ids)] = ids
+            np.add(base_offsets, contig.start, out=start_parts[-1][at : at + len(ids)], casting="unsafe")
             contig_rows.append({
                 "chromosome": contig.chromosome, "start": contig.start, "end": contig.end,
-                "split": contig.split, "token_offset": offset, "n_tokens": int(len(ids)),
+                "split": contig.split, "token_offset": offset + at, "n_tokens": int(len(ids)),
             })
-            offset += len(ids)
+            at += len(ids)
+        offset += at
+        del contig_tokens
         bar.update(sum(c.length for c in contigs))
     bar.close()
-    tokens = np.concatenate(token_parts) if token_parts else np.zeros(0, np.uint16)
-    starts = np.concatenate(start_parts) if start_parts else np.zeros(0, np.uint32)
+    tokens, starts = (np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, dtype)
+                      for parts, dtype in ((token_parts, np.uint16), (start_parts, np.uint32)))
     encoded = time.perf_counter()
     np.save(temporary / "tokens.npy", tokens)
     np.save(temporary / "starts.npy", starts)
