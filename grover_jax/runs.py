@@ -22,6 +22,7 @@ tokenizer.json and checkpoints/ with step 0 = the parameters and a fresh optimiz
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -80,6 +81,16 @@ class Pretrained:
     def encoder_params(self) -> Any:
         """The `bert` subtree: what a classifier or next-k-mer head starts from."""
         return self.params["bert"]
+
+    @functools.cached_property
+    def encoder_sha256(self) -> str:
+        """What a fine-tuning starts from, wherever the run lies: the tokenizer and the encoder's
+        weights (so a finished fine-tuning is kept for the same model in another folder or clone)."""
+        digest = hashlib.sha256(self.tokenizer_path.read_bytes())
+        for path, leaf in jax.tree_util.tree_flatten_with_path(self.encoder_params)[0]:
+            digest.update(jax.tree_util.keystr(path).encode())
+            digest.update(np.ascontiguousarray(leaf).tobytes())
+        return digest.hexdigest()
 
 
 def run_folder(path: str | Path) -> Path:

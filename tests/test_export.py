@@ -1,8 +1,12 @@
 """`grover export-hf` writes a model card and an export record into every folder; `grover run` keeps
 an export or a fine-tuning that is up to date instead of redoing it."""
 
+import dataclasses
 import json
+import shutil
 
+import jax
+import numpy as np
 import pytest
 
 from grover_jax.cli import main
@@ -104,3 +108,19 @@ def test_a_fine_tuning_is_kept_only_when_it_finished_with_the_same_config_and_en
     assert finished_results(config, pretrained_run, 300, out, baselines=False) is None
     changed = load_config("finetune:pipeline", ["train.learning_rate=0.5"])
     assert finished_results(changed, pretrained_run, 300, out, baselines=True) is None
+    # Recorded with the encoder's hash: the same weights anywhere are the same encoder, other weights
+    # in the same folder are not.
+    (out / "results.json").write_text(json.dumps({**results, "encoder_sha256": "abc", "checkpoint": "/elsewhere"}))
+    assert finished_results(config, pretrained_run, 300, out, baselines=True, encoder_sha256="abc") is not None
+    (out / "results.json").write_text(json.dumps({**results, "encoder_sha256": "abc"}))
+    assert finished_results(config, pretrained_run, 300, out, baselines=True, encoder_sha256="def") is None
+
+
+def test_the_encoder_hash_names_the_weights_and_tokenizer_not_the_folder(pretrained_run, tmp_path):
+    first = load_pretrained(pretrained_run)
+    copy = tmp_path / "copy"
+    shutil.copytree(pretrained_run, copy)
+    assert load_pretrained(copy).encoder_sha256 == first.encoder_sha256
+    changed = dataclasses.replace(first, params={**first.params, "bert": jax.tree_util.tree_map(
+        lambda a: np.asarray(a) + 1, first.params["bert"])})
+    assert changed.encoder_sha256 != first.encoder_sha256

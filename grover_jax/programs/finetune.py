@@ -203,6 +203,7 @@ def finetune(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str
                  "construction": data.report.get("construction", ""), "class_names": data.class_names,
                  "test_examples": len(test_labels), "data_dir": str(data.data_dir)},
         "checkpoint": str(pretrained.run_dir), "pretrained_step": pretrained.step,
+        "encoder_sha256": pretrained.encoder_sha256,
         "tokens": {"length": length, "truncated": truncated},
         "bootstrap": config.eval.bootstrap, "ci_level": config.eval.ci_level,
         "models": models,
@@ -225,9 +226,11 @@ def read_results(out: str | Path) -> dict | None:
 
 
 def finished_results(config: ml_collections.ConfigDict, checkpoint: str | Path, pretrained_step: int,
-                     out: str | Path, baselines: bool) -> dict | None:
-    """The results in `out` if they came from this very fine-tuning (same config, same pretrained
-    run and step, the same baselines); None where it has to be done (again)."""
+                     out: str | Path, baselines: bool, encoder_sha256: str | None = None) -> dict | None:
+    """The results in `out` if they came from this very fine-tuning (same config, the same encoder,
+    the same baselines); None where it has to be done (again). The encoder is the same when its
+    `Pretrained.encoder_sha256` is, wherever it lies; for results without one, when the run folder
+    and step are."""
     results = read_results(out)
     try:
         meta = json.loads((Path(out) / "finetune.json").read_text())
@@ -235,7 +238,10 @@ def finished_results(config: ml_collections.ConfigDict, checkpoint: str | Path, 
         return None
     if results is None or meta.get("config") != json.loads(config.to_json_best_effort()):
         return None
-    same_encoder = (Path(results.get("checkpoint", "")).resolve() == run_folder(checkpoint).resolve()
-                    and results.get("pretrained_step") == pretrained_step)
+    if results.get("encoder_sha256") and encoder_sha256:
+        same_encoder = results["encoder_sha256"] == encoder_sha256
+    else:
+        same_encoder = (Path(results.get("checkpoint", "")).resolve() == run_folder(checkpoint).resolve()
+                        and results.get("pretrained_step") == pretrained_step)
     has_baselines = "CNN" in results.get("models", {})
     return results if same_encoder and has_baselines == baselines else None

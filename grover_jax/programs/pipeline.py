@@ -94,7 +94,8 @@ def run_pipeline(
         finetune_config = load_config("finetune:pipeline")
         finetune_config.task.data_dir = str(workdir / "tasks")
         finetune_dir = workdir / "finetune_prom300"
-        results = finished_results(finetune_config, run_dir, pretrained.step, finetune_dir, baselines=True)
+        results = finished_results(finetune_config, run_dir, pretrained.step, finetune_dir, baselines=True,
+                                   encoder_sha256=pretrained.encoder_sha256)
         if results is not None:
             print(f"fine-tuning prom300: up to date in {finetune_dir} ({_headline(results)})")
         else:

@@ -124,7 +124,8 @@ def compare(config: ml_collections.ConfigDict, checkpoint: str | Path, out: str 
                 arm_config = copy.deepcopy(run_config)
                 arm_config.model.pretrained = is_pretrained
                 arm_out = folder / arm.replace(" ", "_")
-                if finished_results(arm_config, checkpoint, pretrained.step, arm_out, baselines=False) is None:
+                if finished_results(arm_config, checkpoint, pretrained.step, arm_out, baselines=False,
+                                    encoder_sha256=pretrained.encoder_sha256) is None:
                     log(f"{spec.task} fraction {fraction:g} seed {seed}: {arm}")
                     finetune(arm_config, checkpoint, arm_out, baselines=False, log=log)
                 test_labels, probabilities = load_test_probabilities(arm_out)
