@@ -287,9 +287,23 @@ class CompactSequence:
     def merge(self, left: int, right: int, z: int) -> int:
         """Merge (left, right) into z everywhere and update the pair counts; returns the merges."""
         self._join_short_pieces()
+        skip_first, ends_in_merge, across_before = self._settle_joins(left, right)
+        tallies = self.merge_tokens(left, right, z, skip_first, ends_in_merge)
+        apply_merge_tallies(self.pair_count, left, right, z, tallies)
+        # Merges inside pieces do not see the pairs across joins: count them out as they were, in as they are.
+        for pairs, sign in ((across_before, -1), (self._pairs_across_joins(z, ends_in_merge), 1)):
+            for a, b in pairs:
+                if a != SEPARATOR and b != SEPARATOR:
+                    self.pair_count[a, b] += sign
+        return int(tallies[-1]) + sum(ends_in_merge)
+
+    def _settle_joins(self, left: int, right: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        """Which joins a merge spans, left to right: (skip_first: the piece's first token went to the
+        merge before it, ends_in_merge: the piece ends with that merge's z, the pairs across the joins
+        before the cycle)."""
         n = len(self.pieces)
         skip_first, ends_in_merge = [0] * n, [0] * n
-        across_before = []  # pairs across joins before the cycle; merges inside pieces do not see them
+        across_before = []
         for i, joined in enumerate(self.joined):
             if not joined:
                 continue
@@ -306,19 +320,17 @@ class CompactSequence:
                 across_before += [(int(piece[live - 2]), x), (x, y), (y, int(after[1]))]
             else:
                 across_before.append((x, y))
-        tallies = self.merge_tokens(left, right, z, skip_first, ends_in_merge)
-        apply_merge_tallies(self.pair_count, left, right, z, tallies)
-        across_after = []
+        return skip_first, ends_in_merge, across_before
+
+    def _pairs_across_joins(self, z: int, ends_in_merge: list[int]) -> list[tuple[int, int]]:
+        """The pairs across the joins after the cycle (a spanning merge's z is its left piece's last token)."""
+        pairs = []
         for i, joined in enumerate(self.joined):
             if joined:
                 piece, live, first_after = self.pieces[i], self.live[i], int(self.pieces[i + 1][0])
-                across_after += [(int(piece[live - 2]), z), (z, first_after)] if ends_in_merge[i] else [
+                pairs += [(int(piece[live - 2]), z), (z, first_after)] if ends_in_merge[i] else [
                     (int(piece[live - 1]), first_after)]
-        for pairs, sign in ((across_before, -1), (across_after, 1)):
-            for a, b in pairs:
-                if a != SEPARATOR and b != SEPARATOR:
-                    self.pair_count[a, b] += sign
-        return int(tallies[-1]) + sum(ends_in_merge)
+        return pairs
 
     def merge_tokens(self, left: int, right: int, z: int, skip_first: list[int] | None = None,
                      ends_in_merge: list[int] | None = None) -> np.ndarray:
