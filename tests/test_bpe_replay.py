@@ -7,7 +7,7 @@ import pytest
 from grover_jax import bundled
 from grover_jax.tokenizer import bpe_replay, learn_bpe, load_tokenizer
 from grover_jax.tokenizer.bpe import replay_merges_linked
-from grover_jax.tokenizer.bpe_replay import replay_merges
+from grover_jax.tokenizer.bpe_replay import replay_merges, replay_regions
 
 BUNDLED_TOKENIZER = bundled.MODELS["grover-small-hg19-chr20"] / "tokenizer.json"  # 600 cycles of chr20
 
@@ -73,3 +73,23 @@ def test_the_bundled_vocabulary_on_a_real_slice_in_small_windows(bundled_genome)
     assert_same(contigs, tokenizer.vocab, tokenizer.merges, window=4096, margin=64)
     ids, offsets = replay_merges(contigs[:1], tokenizer.vocab, tokenizer.merges)[0]
     assert (ids.dtype, offsets.dtype) == (np.uint16, np.uint32)
+
+
+def test_regions_of_a_record_replay_in_place_like_their_codes(bundled_genome):
+    tokenizer = load_tokenizer(BUNDLED_TOKENIZER)
+    record = bundled_genome.records[0]
+    contigs = [c for c in bundled_genome.contigs if record.offset <= c.start < record.end]
+    regions = np.array([(c.start - record.offset, c.end - record.offset) for c in contigs])
+    in_place = replay_regions(record.sequence, regions, tokenizer.vocab, tokenizer.merges, window=8192)
+    from_codes = replay_merges([bundled_genome.contig_codes(c) for c in contigs], tokenizer.vocab, tokenizer.merges)
+    assert len(in_place) == len(contigs) > 1
+    for (ids, offsets), (code_ids, code_offsets) in zip(in_place, from_codes):
+        assert np.array_equal(ids, code_ids) and np.array_equal(offsets, code_offsets)
+
+
+def test_a_letter_other_than_acgt_is_named_not_replayed():
+    vocab, merges = vocabulary_of([np.array([0, 1, 2, 3] * 20, np.uint8)], 5)
+    sequence = np.frombuffer(b"ACGTACGTNNACGTACGT", np.uint8)
+    assert len(replay_regions(sequence, [(0, 8), (10, 18)], vocab, merges)) == 2
+    with pytest.raises(ValueError, match="contig 1 holds a base other than A, C, G or T"):
+        replay_regions(sequence, [(0, 8), (4, 12)], vocab, merges)

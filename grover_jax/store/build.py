@@ -64,7 +64,13 @@ def build_store(
         contigs = [c for c in genome.contigs if c.chromosome == chromosome]
         if contigs[-1].end > MAX_COORDINATE:
             raise StoreBuildError(f"{chromosome}: coordinates past {MAX_COORDINATE:,} do not fit uint32 starts")
-        contig_tokens = tokenizer.encode_contigs([genome.contig_codes(c) for c in contigs])
+        # Each FASTA record's contigs are encoded where they lie in its sequence (no copy of the bases).
+        contig_tokens = []
+        for record in [r for r in genome.records if r.chromosome == chromosome]:
+            regions = [(c.start - record.offset, c.end - record.offset) for c in contigs
+                       if record.offset <= c.start < record.end]
+            if regions:
+                contig_tokens += tokenizer.encode_regions(record.sequence, np.array(regions, np.int64))
         # One array per chromosome, filled in place: fresh pages cost as much as the replay here.
         n_tokens = sum(len(ids) for ids, _ in contig_tokens)
         token_parts.append(np.empty(n_tokens, np.uint16))

@@ -84,34 +84,33 @@ _PACKED, _PIECE = 0, 1  # a window of whole contigs (SEPARATOR between), or one 
 
 
 @nb.njit(nogil=True)
-def _fill_window(codes, contig_start, row, base_ids, scratch):
-    """The window's bases as token ids in scratch (SEPARATOR between packed contigs); returns the count."""
+def _fill_window(bases, contig_from, contig_to, row, base_ids, scratch):
+    """The window's bases as token ids in scratch (SEPARATOR between packed contigs); returns the
+    count, or -1 - c where contig c holds a base other than A, C, G or T."""
     kind, c_first, c_last, start, end = row[0], row[1], row[2], row[3], row[4]
     n = 0
-    if kind == _PIECE:
-        for i in range(contig_start[c_first] + start, contig_start[c_first] + end):
-            scratch[n] = base_ids[codes[i]]
-            n += 1
-        return n
     for c in range(c_first, c_last + 1):
         if c > c_first:
             scratch[n] = SEPARATOR
             n += 1
-        for i in range(contig_start[c], contig_start[c + 1]):
-            scratch[n] = base_ids[codes[i]]
+        first, last = (contig_from[c] + start, contig_from[c] + end) if kind == _PIECE else (contig_from[c], contig_to[c])
+        for i in range(first, last):
+            scratch[n] = base_ids[bases[i]]
+            if scratch[n] == SEPARATOR:
+                return -1 - c
             n += 1
     return n
 
 
 @nb.njit(nogil=True)
-def _replay_run(codes, contig_start, windows, first_window, last_window, scratch_size, merges, token_length,
-                base_ids, ids, offsets, contig_rows, failed):
+def _replay_run(bases, contig_from, contig_to, windows, first_window, last_window, scratch_size, merges,
+                token_length, base_ids, ids, offsets, contig_rows, failed):
     """Replay windows[first_window:last_window] in order (rows: kind, first contig, last contig, start,
     end, open left, open right), appending each contig's tokens to ids / offsets (bases into the contig);
     contig_rows[c] = this run's [start, end) of contig c. A piece's tokens are appended from its left
     frontier on and cut back to the next piece's left frontier once that piece is replayed (for the
     run's last window, the next run's first is replayed for it); a contig whose neighbouring frontiers
-    do not overlap is marked failed. Each window is replayed in a scratch array that stays in cache,
+    do not overlap is marked failed (2 where a base is not A, C, G or T). Each window is replayed in a scratch array that stays in cache,
     and only live tokens are written out: fresh pages cost more than the replay."""
     present = np.zeros(token_length.size, np.int64)
     certain = np.zeros(2, np.int64)
@@ -128,7 +127,10 @@ def _replay_run(codes, contig_start, windows, first_window, last_window, scratch
         continues = kind == _PIECE and w > 0 and windows[w - 1, 0] == _PIECE and windows[w - 1, 1] == c
         if w == last_window and not continues:
             break  # the next run's first window only matters when it continues this run's contig
-        n = _fill_window(codes, contig_start, windows[w], base_ids, scratch)
+        n = _fill_window(bases, contig_from, contig_to, windows[w], base_ids, scratch)
+        if n < 0:
+            failed[-1 - n] |= 2
+            continue
         n = _replay_window(scratch, n, merges, token_length, present, open_left, open_right, certain)
         first, certain_end = start + certain[0], start + certain[1]
         if kind == _PACKED:
@@ -148,14 +150,14 @@ def _replay_run(codes, contig_start, windows, first_window, last_window, scratch
             contig_rows[c, 1] = out
             continue
         if certain[0] > certain[1]:
-            failed[c] = True
+            failed[c] |= 1
         if continues and w > first_window:
             # Cut the previous piece back to this one's left frontier, a token start in both.
             cut = piece_from
             while cut < out and offsets[cut] < first:
                 cut += 1
             if cut == out or offsets[cut] != first or first < offsets[piece_from] or first > previous_end:
-                failed[c] = True
+                failed[c] |= 1
             out = cut
         else:
             contig_rows[c, 0] = out
@@ -204,42 +206,59 @@ def _window_table(lengths: np.ndarray, window: int, margin: int) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(-1, 7)
 
 
-def _replay_contigs(contigs, base_ids, merge_ids, token_length, workers, window, margin):
-    lengths = np.array([len(c) for c in contigs], dtype=np.int64)
-    contig_start = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    codes = np.concatenate([np.asarray(c, dtype=np.uint8) for c in contigs]) if contigs else np.zeros(0, np.uint8)
+def _replay_contigs(bases, contig_from, contig_to, base_ids, merge_ids, token_length, workers, window, margin):
+    """Replay the contigs bases[contig_from[c]:contig_to[c]]: per contig (ids, offsets)."""
+    lengths = contig_to - contig_from
     windows = _window_table(lengths, window, margin)
-    window_tokens = np.where(windows[:, 0] == _PIECE, windows[:, 4] - windows[:, 3],
-                             contig_start[windows[:, 2] + 1] - contig_start[windows[:, 1]] + windows[:, 2] - windows[:, 1])
+    window_tokens = np.where(windows[:, 0] == _PIECE, windows[:, 4] - windows[:, 3], 0)
+    for w in np.flatnonzero(windows[:, 0] == _PACKED):
+        window_tokens[w] = lengths[windows[w, 1] : windows[w, 2] + 1].sum() + windows[w, 2] - windows[w, 1]
     # Runs of neighbouring windows of about equal size, one per thread.
     total = np.cumsum(window_tokens)
     cuts = np.searchsorted(total, np.linspace(0, total[-1] if len(total) else 0, workers + 1)[1:-1])
     edges = [0, *sorted({int(x) for x in cuts if 0 < x < len(windows)}), len(windows)]
-    runs = []
     # uint32 offsets (the store's own starts) unless a contig is past 4 Gb
-    offset_type = np.uint32 if len(contigs) == 0 or lengths.max() < 2**32 else np.int64
+    offset_type = np.uint32 if len(lengths) == 0 or lengths.max() < 2**32 else np.int64
+    runs = []
     for first_window, last_window in pairwise(edges):
         size = int(window_tokens[first_window:last_window].sum())
         runs.append((first_window, last_window, np.empty(size, np.uint16), np.empty(size, offset_type),
-                     np.full((len(contigs), 2), -1, np.int64)))
+                     np.full((len(lengths), 2), -1, np.int64)))
     scratch_size = int(window_tokens.max()) if len(windows) else 0
-    failed = np.zeros(len(contigs), np.bool_)
+    failed = np.zeros(len(lengths), np.int8)
     with ThreadPoolExecutor(len(runs) or 1) as pool:
-        list(pool.map(lambda run: _replay_run(codes, contig_start, windows, run[0], run[1], scratch_size, merge_ids,
-                                              token_length, base_ids, run[2], run[3], run[4], failed), runs))
+        list(pool.map(lambda run: _replay_run(bases, contig_from, contig_to, windows, run[0], run[1], scratch_size,
+                                              merge_ids, token_length, base_ids, run[2], run[3], run[4], failed),
+                      runs))
+    if (failed & 2).any():
+        raise ValueError(f"contig {int(np.argmax(failed & 2))} holds a base other than A, C, G or T")
     results = []
-    for c in range(len(contigs)):
+    for c in range(len(lengths)):
         parts = [(ids[a:b], offsets[a:b]) for _, _, ids, offsets, rows in runs for a, b in [rows[c]] if a >= 0]
         if failed[c]:
             # Wider margins, finally one window of the whole contig (no open edge, so it cannot fail).
             wider = max(8 * margin, 64)
             retry = (window, wider) if wider < lengths[c] else (int(lengths[c]), 0)
-            results.append(_replay_contigs([contigs[c]], base_ids, merge_ids, token_length, workers, *retry)[0])
+            results.append(_replay_contigs(bases, contig_from[c : c + 1], contig_to[c : c + 1], base_ids, merge_ids,
+                                           token_length, workers, *retry)[0])
         elif len(parts) == 1:
             results.append(parts[0])
         else:
             results.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
     return results
+
+
+def _merge_table(vocab: dict[str, int], merges: list[tuple[str, str]]):
+    """(base ids by code 0-3 and by ASCII letter, merges as rows (left, right, z), bases per id)."""
+    n_ids = max(vocab.values()) + 1
+    token_length = np.zeros(n_ids, np.int64)
+    for token, i in vocab.items():
+        token_length[i] = len(token)
+    base_ids = np.full(256, SEPARATOR, np.uint16)
+    for code, base in enumerate(BASES):
+        base_ids[code] = base_ids[ord(base)] = vocab[base]
+    merge_ids = np.array([(vocab[a], vocab[b], vocab[a + b]) for a, b in merges], dtype=np.int64).reshape(-1, 3)
+    return base_ids, merge_ids, token_length
 
 
 def replay_merges(
@@ -251,13 +270,27 @@ def replay_merges(
     uint32). Windows are shared over `workers` threads (default: all cores); working memory is a
     window per thread and the output. Vocabularies past uint16 ids go to the linked-list replay
     (`bpe.replay_merges_linked`: int32 ids, int64 offsets, ~27 bytes per base)."""
-    n_ids = max(vocab.values()) + 1
-    if n_ids >= int(SEPARATOR):
+    if max(vocab.values()) + 1 >= int(SEPARATOR):
         return replay_merges_linked(contigs, vocab, merges, workers)
-    token_length = np.zeros(n_ids, np.int64)
-    for token, i in vocab.items():
-        token_length[i] = len(token)
-    base_ids = np.array([vocab[b] for b in BASES], dtype=np.uint16)
-    merge_ids = np.array([(vocab[a], vocab[b], vocab[a + b]) for a, b in merges], dtype=np.int64).reshape(-1, 3)
-    workers = max(1, workers or os.cpu_count() or 1)
-    return _replay_contigs(list(contigs), base_ids, merge_ids, token_length, workers, window, margin)
+    lengths = np.array([len(c) for c in contigs], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    bases = np.concatenate([np.asarray(c, dtype=np.uint8) for c in contigs]) if len(contigs) else np.zeros(0, np.uint8)
+    return _replay_contigs(bases, ends - lengths, ends, *_merge_table(vocab, merges),
+                           max(1, workers or os.cpu_count() or 1), window, margin)
+
+
+def replay_regions(
+    sequence: np.ndarray, regions: np.ndarray, vocab: dict[str, int], merges: list[tuple[str, str]],
+    workers: int | None = None, window: int = WINDOW, margin: int = MARGIN,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`replay_merges` over stretches [start, end) (rows of `regions`) of one uppercase ASCII sequence,
+    such as a FASTA record's A/C/G/T runs, read where they lie: no copy of the bases. Offsets count
+    from each stretch's start. ValueError names a stretch holding another letter."""
+    regions = np.asarray(regions, dtype=np.int64).reshape(-1, 2)
+    if max(vocab.values()) + 1 >= int(SEPARATOR):
+        from_ascii = np.full(256, 255, np.uint8)
+        for code, base in enumerate(BASES):
+            from_ascii[ord(base)] = code
+        return replay_merges_linked([from_ascii[sequence[a:b]] for a, b in regions], vocab, merges, workers)
+    return _replay_contigs(np.asarray(sequence, dtype=np.uint8), regions[:, 0].copy(), regions[:, 1].copy(),
+                           *_merge_table(vocab, merges), max(1, workers or os.cpu_count() or 1), window, margin)

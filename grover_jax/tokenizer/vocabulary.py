@@ -23,7 +23,7 @@ from grover_jax.atomic_files import write_text
 from grover_jax.errors import GroverError
 from grover_jax.genome.genome import BASE_CODE, BASES
 from grover_jax.tokenizer.bpe import BpeResult
-from grover_jax.tokenizer.bpe_replay import replay_merges
+from grover_jax.tokenizer.bpe_replay import replay_merges, replay_regions
 from grover_jax.tokenizer.folder import TOKENIZER_FILE, write_tokenizer_files
 from grover_jax.tokenizer.kmer import encode_contigs_kmer, kmer_size
 from grover_jax.tokenizer.special_tokens import (  # noqa: F401 - re-exported
@@ -110,6 +110,13 @@ class GenomeTokenizer:
         if self.kmer is not None:
             return encode_contigs_kmer(contigs, self.kmer, len(SPECIAL_TOKENS))
         return replay_merges(contigs, self.vocab, self.merges)
+
+    def encode_regions(self, sequence: np.ndarray, regions: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`encode_contigs` of the stretches [start, end) of one uppercase ASCII sequence (a FASTA
+        record's), read in place: the store's encoder."""
+        if self.kmer is not None:
+            return self.encode_contigs([BASE_CODE[sequence[a:b]] for a, b in regions])
+        return replay_regions(sequence, regions, self.vocab, self.merges)
 
     def encode(self, sequence: str, add_special_tokens: bool = True) -> list[int]:
         return self.hf.encode(sequence, add_special_tokens=add_special_tokens).ids
