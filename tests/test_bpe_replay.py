@@ -93,3 +93,12 @@ def test_a_letter_other_than_acgt_is_named_not_replayed():
     assert len(replay_regions(sequence, [(0, 8), (10, 18)], vocab, merges)) == 2
     with pytest.raises(ValueError, match="contig 1 holds a base other than A, C, G or T"):
         replay_regions(sequence, [(0, 8), (4, 12)], vocab, merges)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_only_empty_contigs_give_empty_tokens_on_any_number_of_threads(workers):
+    """The linked replay gave a thread an empty group here and read out of bounds (a segfault)."""
+    vocab, merges = vocabulary_of([np.array([0, 1, 2, 3] * 20, np.uint8)], 5)
+    contigs = [np.zeros(0, np.uint8)] * 2
+    for replay in (replay_merges, replay_merges_linked):
+        assert [(len(i), len(o)) for i, o in replay(contigs, vocab, merges, workers=workers)] == [(0, 0), (0, 0)]

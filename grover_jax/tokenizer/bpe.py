@@ -175,7 +175,8 @@ def replay_merges_linked(
     Contigs are independent, so they are shared out over `workers` threads (default: all cores),
     longest first; the compiled core releases the GIL."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(contigs)))
-    groups = share_longest_first([len(c) for c in contigs], workers)
+    # A group can be empty (all contigs empty); the compiled core needs at least one contig.
+    groups = [g for g in share_longest_first([len(c) for c in contigs], workers) if g]
 
     def replay(group: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         base_ids = np.array([vocab[b] for b in BASES], dtype=np.int32)
