@@ -102,3 +102,8 @@ def test_only_empty_contigs_give_empty_tokens_on_any_number_of_threads(workers):
     contigs = [np.zeros(0, np.uint8)] * 2
     for replay in (replay_merges, replay_merges_linked):
         assert [(len(i), len(o)) for i, o in replay(contigs, vocab, merges, workers=workers)] == [(0, 0), (0, 0)]
+
+
+def test_a_vocabulary_past_uint16_ids_is_one_line_not_a_huge_table():
+    with pytest.raises(ValueError, match="ids up to 70000 does not fit the replay's uint16 tokens"):
+        replay_merges([np.zeros(4, np.uint8)], {"A": 0, "C": 1, "G": 2, "T": 3, "AA": 70000}, [("A", "A")])

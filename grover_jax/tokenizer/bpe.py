@@ -1,8 +1,7 @@
 """BPE in GROVER cycles over real contiguous genome sequence (no fake "words"), on the linked-list core.
 
 `learn_bpe` runs N cycles; `replay_merges_linked` applies a learned merge list to new sequence on the
-same structure: the cross-check of `bpe_replay.replay_merges` (the encoder the store uses) and its
-path for vocabularies past uint16 ids. Replaying the merges in order is exactly what HF `tokenizers`
+same structure: the cross-check of `bpe_replay.replay_merges` (the encoder the store uses). Replaying the merges in order is exactly what HF `tokenizers`
 does with the saved tokenizer.json (it applies merges by rank, left to right), so the token store and
 the Rust tokenizer agree token for token.
 """

@@ -25,7 +25,6 @@ import numba as nb
 import numpy as np
 
 from grover_jax.genome.genome import BASES
-from grover_jax.tokenizer.bpe import replay_merges_linked
 from grover_jax.tokenizer.bpe_compact import SEPARATOR, _merge_pass_sparse
 
 WINDOW = 1 << 16  # bases: 128 KiB of uint16 tokens, inside a core's L2 cache
@@ -48,6 +47,7 @@ def _replay_window(tokens, n, merges, token_length, present, open_left, open_rig
     no_tallies = np.zeros((0, 0), np.int64)
     for m in range(merges.shape[0]):
         left, right, z = merges[m, 0], merges[m, 1], merges[m, 2]
+        # Frontiers move even for a pair absent from the window: its other half may lie past the edge.
         if open_left:
             if left == right:
                 while lo < hi and tokens[lo] == left:
@@ -103,13 +103,13 @@ def _fill_window(bases, contig_from, contig_to, row, base_ids, scratch):
 
 
 @nb.njit(nogil=True)
-def _replay_run(bases, contig_from, contig_to, windows, first_window, last_window, scratch_size, merges,
+def _replay_share(bases, contig_from, contig_to, windows, first_window, last_window, scratch_size, merges,
                 token_length, base_ids, ids, offsets, contig_rows, failed):
-    """Replay windows[first_window:last_window] in order (rows: kind, first contig, last contig, start,
+    """Replay one thread's share, windows[first_window:last_window], in order (rows: kind, first contig, last contig, start,
     end, open left, open right), appending each contig's tokens to ids / offsets (bases into the contig);
-    contig_rows[c] = this run's [start, end) of contig c. A piece's tokens are appended from its left
+    contig_rows[c] = this share's [start, end) of contig c. A piece's tokens are appended from its left
     frontier on and cut back to the next piece's left frontier once that piece is replayed (for the
-    run's last window, the next run's first is replayed for it); a contig whose neighbouring frontiers
+    share's last window, the next share's first is replayed for it); a contig whose neighbouring frontiers
     do not overlap is marked failed (2 where a base is not A, C, G or T). Each window is replayed in a scratch array that stays in cache,
     and only live tokens are written out: fresh pages cost more than the replay."""
     present = np.zeros(token_length.size, np.int64)
@@ -126,7 +126,7 @@ def _replay_run(bases, contig_from, contig_to, windows, first_window, last_windo
         # Not its contig's first piece (a margin wider than the window leaves later pieces at base 0 too).
         continues = kind == _PIECE and w > 0 and windows[w - 1, 0] == _PIECE and windows[w - 1, 1] == c
         if w == last_window and not continues:
-            break  # the next run's first window only matters when it continues this run's contig
+            break  # the next share's first window only matters when it continues this share's contig
         n = _fill_window(bases, contig_from, contig_to, windows[w], base_ids, scratch)
         if n < 0:
             failed[-1 - n] |= 2
@@ -156,7 +156,7 @@ def _replay_run(bases, contig_from, contig_to, windows, first_window, last_windo
             cut = piece_from
             while cut < out and offsets[cut] < first:
                 cut += 1
-            if cut == out or offsets[cut] != first or first < offsets[piece_from] or first > previous_end:
+            if cut == out or offsets[cut] != first or first > previous_end:
                 failed[c] |= 1
             out = cut
         else:
@@ -198,8 +198,7 @@ def _window_table(lengths: np.ndarray, window: int, margin: int) -> np.ndarray:
             continue
         close_pack()
         n_pieces = -(-length // window)
-        cuts = np.linspace(0, length, n_pieces + 1).astype(np.int64)
-        for a, b in pairwise(cuts.tolist()):
+        for a, b in pairwise(length * k // n_pieces for k in range(n_pieces + 1)):
             start, end = max(0, a - margin), min(length, b + margin)
             rows.append((_PIECE, c, c, start, end, int(start > 0), int(end < length)))
     close_pack()
@@ -213,32 +212,33 @@ def _replay_contigs(bases, contig_from, contig_to, base_ids, merge_ids, token_le
     window_tokens = np.where(windows[:, 0] == _PIECE, windows[:, 4] - windows[:, 3], 0)
     for w in np.flatnonzero(windows[:, 0] == _PACKED):
         window_tokens[w] = lengths[windows[w, 1] : windows[w, 2] + 1].sum() + windows[w, 2] - windows[w, 1]
-    # Runs of neighbouring windows of about equal size, one per thread.
+    # Shares of neighbouring windows of about equal size, one per thread.
     total = np.cumsum(window_tokens)
     cuts = np.searchsorted(total, np.linspace(0, total[-1] if len(total) else 0, workers + 1)[1:-1])
     edges = [0, *sorted({int(x) for x in cuts if 0 < x < len(windows)}), len(windows)]
     # uint32 offsets (the store's own starts) unless a contig is past 4 Gb
     offset_type = np.uint32 if len(lengths) == 0 or lengths.max() < 2**32 else np.int64
-    runs = []
+    shares = []
     for first_window, last_window in pairwise(edges):
         size = int(window_tokens[first_window:last_window].sum())
-        runs.append((first_window, last_window, np.empty(size, np.uint16), np.empty(size, offset_type),
+        shares.append((first_window, last_window, np.empty(size, np.uint16), np.empty(size, offset_type),
                      np.full((len(lengths), 2), -1, np.int64)))
     scratch_size = int(window_tokens.max()) if len(windows) else 0
     failed = np.zeros(len(lengths), np.int8)
-    with ThreadPoolExecutor(len(runs) or 1) as pool:
-        list(pool.map(lambda run: _replay_run(bases, contig_from, contig_to, windows, run[0], run[1], scratch_size,
-                                              merge_ids, token_length, base_ids, run[2], run[3], run[4], failed),
-                      runs))
+    with ThreadPoolExecutor(len(shares) or 1) as pool:
+        list(pool.map(lambda share: _replay_share(bases, contig_from, contig_to, windows, share[0], share[1],
+                                                  scratch_size, merge_ids, token_length, base_ids, share[2], share[3],
+                                                  share[4], failed),
+                      shares))
     if (failed & 2).any():
         raise ValueError(f"contig {int(np.argmax(failed & 2))} holds a base other than A, C, G or T")
     results = []
     for c in range(len(lengths)):
-        parts = [(ids[a:b], offsets[a:b]) for _, _, ids, offsets, rows in runs for a, b in [rows[c]] if a >= 0]
+        parts = [(ids[a:b], offsets[a:b]) for _, _, ids, offsets, rows in shares for a, b in [rows[c]] if a >= 0]
         if failed[c]:
             # Wider margins, finally one window of the whole contig (no open edge, so it cannot fail).
             wider = max(8 * margin, 64)
-            retry = (window, wider) if wider < lengths[c] else (int(lengths[c]), 0)
+            retry = (window, wider) if wider < min(window, lengths[c]) else (int(lengths[c]), 0)
             results.append(_replay_contigs(bases, contig_from[c : c + 1], contig_to[c : c + 1], base_ids, merge_ids,
                                            token_length, workers, *retry)[0])
         elif len(parts) == 1:
@@ -246,6 +246,12 @@ def _replay_contigs(bases, contig_from, contig_to, base_ids, merge_ids, token_le
         else:
             results.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
     return results
+
+
+def _check_ids(vocab: dict[str, int]) -> None:
+    if max(vocab.values()) >= int(SEPARATOR):
+        raise ValueError(f"a vocabulary with ids up to {max(vocab.values())} does not fit the replay's uint16 tokens "
+                         f"(at most {int(SEPARATOR) - 1})")
 
 
 def _merge_table(vocab: dict[str, int], merges: list[tuple[str, str]]):
@@ -268,10 +274,9 @@ def replay_merges(
     """Tokenize contigs (base codes 0-3) by applying `merges` in order, ids from `vocab` (a
     tokenizer.json's): per contig (token ids uint16, offset of each token's first base in the contig,
     uint32). Windows are shared over `workers` threads (default: all cores); working memory is a
-    window per thread and the output. Vocabularies past uint16 ids go to the linked-list replay
-    (`bpe.replay_merges_linked`: int32 ids, int64 offsets, ~27 bytes per base)."""
-    if max(vocab.values()) + 1 >= int(SEPARATOR):
-        return replay_merges_linked(contigs, vocab, merges, workers)
+    window per thread and the output. ValueError for a vocabulary past uint16 ids (the store's own
+    limit; HF's tokenizer encodes with any)."""
+    _check_ids(vocab)
     lengths = np.array([len(c) for c in contigs], dtype=np.int64)
     ends = np.cumsum(lengths)
     bases = np.concatenate([np.asarray(c, dtype=np.uint8) for c in contigs]) if len(contigs) else np.zeros(0, np.uint8)
@@ -287,10 +292,6 @@ def replay_regions(
     such as a FASTA record's A/C/G/T runs, read where they lie: no copy of the bases. Offsets count
     from each stretch's start. ValueError names a stretch holding another letter."""
     regions = np.asarray(regions, dtype=np.int64).reshape(-1, 2)
-    if max(vocab.values()) + 1 >= int(SEPARATOR):
-        from_ascii = np.full(256, 255, np.uint8)
-        for code, base in enumerate(BASES):
-            from_ascii[ord(base)] = code
-        return replay_merges_linked([from_ascii[sequence[a:b]] for a, b in regions], vocab, merges, workers)
+    _check_ids(vocab)
     return _replay_contigs(np.asarray(sequence, dtype=np.uint8), regions[:, 0].copy(), regions[:, 1].copy(),
                            *_merge_table(vocab, merges), max(1, workers or os.cpu_count() or 1), window, margin)
