@@ -11,8 +11,10 @@ On one real chromosome (default ../shared/data/genome/hg19_chr20.fa.gz, relative
   learning alone (VmHWM reset after loading) and the process's overall peak (loading included).
   3. A table of time, memory and merges, the HF/ours speed ratio, and how far the two merge lists
      agree; as a control, our learner on HF's exact input (the 1 kb chunks) should match HF exactly.
-  4. The store's encode rate (`build_store` of the whole input with the learned vocabulary), and
-     the Rust tokenizer's rate on one ~5 Mb stretch, checking that both give identical ids there.
+  4. The store's encode rate (`build_store` of the whole input with the learned vocabulary, three
+     builds: the first in a process also pays for fresh memory pages; encoding and writing apart),
+     the windowed replay alone (three runs), and the Rust tokenizer's rate on one ~5 Mb stretch,
+     checking that both give identical ids there.
 
 Run from the repo root:
     python scripts/bench_bpe.py            # whole chromosome, 600 cycles (about two minutes)
