@@ -195,3 +195,17 @@ def test_resumed_sweep_skips_finished_arms_and_writes_the_same_table(tmp_path, m
     assert {k: v for k, v in resumed.items() if k != "seconds"} == {
         k: v for k, v in first["arms"][1].items() if k != "seconds"}
     assert (tmp_path / "selection.csv").read_text() == table
+
+
+def test_a_kmer_tokenizer_encodes_record_regions_as_it_encodes_their_codes(bundled_genome, tmp_path):
+    """The store reads each FASTA record in place (`encode_regions`); for a k-mer vocabulary that is
+    its own branch."""
+    tokenizer = load_tokenizer(save_kmer_vocabulary(4, tmp_path))
+    record = bundled_genome.records[0]
+    contigs = [c for c in bundled_genome.contigs if record.offset <= c.start < record.end]
+    regions = np.array([(c.start - record.offset, c.end - record.offset) for c in contigs])
+    in_place = tokenizer.encode_regions(record.sequence, regions)
+    from_codes = tokenizer.encode_contigs([bundled_genome.contig_codes(c) for c in contigs])
+    assert len(in_place) == len(contigs) > 1
+    for (ids, offsets), (code_ids, code_offsets) in zip(in_place, from_codes):
+        assert np.array_equal(ids, code_ids) and np.array_equal(offsets, code_offsets)

@@ -42,8 +42,9 @@ def build_store(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Encode `genome` one chromosome at a time (`GenomeTokenizer.encode_contigs`: about 2 bytes per
-    base of working memory besides the tokens) and write the store at `out_dir`."""
+    """Encode `genome` one chromosome at a time (`GenomeTokenizer.encode_regions` on each FASTA
+    record's sequence in place: a window per thread of working memory besides the tokens) and write
+    the store at `out_dir`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise StoreBuildError(f"{out_dir}: already exists (pass --overwrite to replace it)")

@@ -1,5 +1,5 @@
-"""Replay a learned merge list over new sequence, window by window: the token store's and fine-tuning's
-encoder, the same tokens as HF `tokenizers` on the saved tokenizer.json.
+"""Replay a learned merge list over new sequence, window by window: the token store's encoder, the
+same tokens as HF `tokenizers` on the saved tokenizer.json.
 
 Replaying 600 merges over a whole chromosome is 600 passes over memory that is not in cache. Here each
 contig is cut into windows of WINDOW bases, each widened by MARGIN bases of its neighbours, and every
@@ -93,7 +93,10 @@ def _fill_window(bases, contig_from, contig_to, row, base_ids, scratch):
         if c > c_first:
             scratch[n] = SEPARATOR
             n += 1
-        first, last = (contig_from[c] + start, contig_from[c] + end) if kind == _PIECE else (contig_from[c], contig_to[c])
+        if kind == _PIECE:
+            first, last = contig_from[c] + start, contig_from[c] + end
+        else:
+            first, last = contig_from[c], contig_to[c]
         for i in range(first, last):
             scratch[n] = base_ids[bases[i]]
             if scratch[n] == SEPARATOR:
@@ -104,14 +107,15 @@ def _fill_window(bases, contig_from, contig_to, row, base_ids, scratch):
 
 @nb.njit(nogil=True)
 def _replay_share(bases, contig_from, contig_to, windows, first_window, last_window, scratch_size, merges,
-                token_length, base_ids, ids, offsets, contig_rows, failed):
-    """Replay one thread's share, windows[first_window:last_window], in order (rows: kind, first contig, last contig, start,
-    end, open left, open right), appending each contig's tokens to ids / offsets (bases into the contig);
-    contig_rows[c] = this share's [start, end) of contig c. A piece's tokens are appended from its left
-    frontier on and cut back to the next piece's left frontier once that piece is replayed (for the
-    share's last window, the next share's first is replayed for it); a contig whose neighbouring frontiers
-    do not overlap is marked failed (2 where a base is not A, C, G or T). Each window is replayed in a scratch array that stays in cache,
-    and only live tokens are written out: fresh pages cost more than the replay."""
+                  token_length, base_ids, ids, offsets, contig_rows, failed):
+    """Replay one thread's share, windows[first_window:last_window], in order (rows: kind, first
+    contig, last contig, start, end, open left, open right), appending each contig's tokens to ids /
+    offsets (bases into the contig); contig_rows[c] = this share's [start, end) of contig c. A piece's
+    tokens are appended from its left frontier on and cut back to the next piece's left frontier once
+    that piece is replayed (for the share's last window, the next share's first is replayed for it).
+    failed[c] gets bit 1 where neighbouring frontiers do not overlap, bit 2 where a base is not A, C,
+    G or T. Each window is replayed in a scratch array that stays in cache, and only live tokens are
+    written out: fresh pages cost more than the replay."""
     present = np.zeros(token_length.size, np.int64)
     certain = np.zeros(2, np.int64)
     scratch = np.empty(scratch_size, np.uint16)
