@@ -5,6 +5,8 @@ On one real chromosome (default ../shared/data/genome/hg19_chr20.fa.gz, relative
      call first (timed separately) so numba's JIT / cache load is not counted; FASTA reading is not.
      Then the 2-byte learner (`learn_bpe_compact`, `grover bpe`'s engine) on 1 and 2 threads
      (--compact-threads), each in its own subprocess, its merges checked against `learn_bpe`'s.
+     Where the CPU compacts vectors (AVX-512 VBMI2, `tokenizer/vector_ops.py`), the 2-byte learner on 2
+     threads once more with the memmove pass that other CPUs take (and the replay, in 4).
   2. HF: `BpeTrainer` on the same contigs cut into 1 kb chunks (each chunk one "word", its best
      case), in a fresh subprocess, on as many threads as it likes (RAYON_NUM_THREADS is reported).
   Each worker reports wall and CPU seconds, its RSS once its input is loaded, the peak RSS of the
@@ -13,7 +15,7 @@ On one real chromosome (default ../shared/data/genome/hg19_chr20.fa.gz, relative
      agree; as a control, our learner on HF's exact input (the 1 kb chunks) should match HF exactly.
   4. The store's encode rate (`build_store` of the whole input with the learned vocabulary, three
      builds: the first in a process also pays for fresh memory pages; encoding and writing apart),
-     the windowed replay alone (three runs), and the Rust tokenizer's rate on one ~5 Mb stretch,
+     the windowed replay alone (three runs; and three with the memmove pass), and the Rust tokenizer's rate on one ~5 Mb stretch,
      checking that both give identical ids there.
 
 Run from the repo root:
@@ -37,8 +39,10 @@ import numpy as np
 
 from grover_jax.genome import Genome, read_genome
 from grover_jax.store.build import build_store
+from grover_jax.tokenizer import bpe_compact, bpe_replay
 from grover_jax.tokenizer.bpe import learn_bpe
 from grover_jax.tokenizer.bpe_compact import chromosome_tokens, learn_bpe_compact
+from grover_jax.tokenizer.vector_ops import VECTOR_COMPRESS
 from grover_jax.tokenizer.vocabulary import load_tokenizer, save_vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,17 +133,25 @@ def run_hf(genome: Genome, cycles: int) -> dict:
             "merges": [m.split(" ") if isinstance(m, str) else list(m) for m in merges]}
 
 
-def spawn_worker(name: str, args: argparse.Namespace, work: Path) -> dict:
+def use_memmove_pass() -> None:
+    """The pass that CPUs without vector compaction take: memmove, and dense passes for common pairs."""
+    bpe_compact.VECTOR_COMPRESS = bpe_replay.VECTOR_COMPRESS = False
+    bpe_compact.SPARSE_SPACING = 64
+
+
+def spawn_worker(name: str, args: argparse.Namespace, work: Path, memmove: bool = False) -> dict:
     command = [sys.executable, __file__, "--fasta", str(args.fasta), "--cycles", str(args.cycles),
-               "--limit", str(args.limit), "--worker", name, "--work", str(work)]
+               "--limit", str(args.limit), "--worker", name, "--work", str(work)] + ["--memmove"] * memmove
     if args.threads_child is not None:
         command += ["--threads-child", str(args.threads_child)]
     subprocess.run(command, check=True)
-    suffix = "" if args.threads_child is None else f"-{args.threads_child}"
+    suffix = ("" if args.threads_child is None else f"-{args.threads_child}") + "-memmove" * memmove
     return json.loads((work / f"{name}{suffix}.json").read_text())
 
 
 def worker_main(args: argparse.Namespace) -> None:
+    if args.memmove:
+        use_memmove_pass()
     genome = load_genome(args.fasta, args.limit)
     work = Path(args.work)
     if args.worker == "ours":
@@ -148,7 +160,7 @@ def worker_main(args: argparse.Namespace) -> None:
         report = run_compact(genome, args.cycles, args.threads_child)
     else:
         report = run_hf(genome, args.cycles)
-    suffix = "" if args.threads_child is None else f"-{args.threads_child}"
+    suffix = ("" if args.threads_child is None else f"-{args.threads_child}") + "-memmove" * args.memmove
     (work / f"{args.worker}{suffix}.json").write_text(json.dumps(report))
 
 
@@ -214,6 +226,18 @@ def print_store_rates(genome: Genome, vocab_dir: Path, work: Path) -> None:
         tokenizer.encode_contigs(codes)
         times.append(time.perf_counter() - started)
     print("windowed replay alone, whole input, 3 runs: " + ", ".join(f"{mb / t:.1f}" for t in times) + " Mb/s")
+    if VECTOR_COMPRESS:
+        use_memmove_pass()
+        tokenizer.encode_contigs([codes[0][:10_000]])  # its own compile
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            tokenizer.encode_contigs(codes)
+            times.append(time.perf_counter() - started)
+        bpe_compact.VECTOR_COMPRESS = bpe_replay.VECTOR_COMPRESS = True
+        bpe_compact.SPARSE_SPACING = 0
+        print("the same with the memmove pass (CPUs without vector compaction): "
+              + ", ".join(f"{mb / t:.1f}" for t in times) + " Mb/s")
     longest = max(genome.contigs, key=lambda c: c.length)
     stretch = dataclasses.replace(longest, end=min(longest.end, longest.start + COMPARE_BASES))
     sequence = genome.bases(stretch.chromosome, stretch.start, stretch.end)
@@ -243,6 +267,7 @@ def main() -> None:
                         help="thread counts to run the 2-byte learner on (none: skip it)")
     parser.add_argument("--worker", choices=("ours", "compact", "hf"), help=argparse.SUPPRESS)
     parser.add_argument("--threads-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memmove", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -256,7 +281,8 @@ def main() -> None:
         args.limit, args.cycles = QUICK_BASES, QUICK_CYCLES
     print(f"{args.fasta}  cycles={args.cycles}  limit={args.limit or 'whole chromosome'}  "
           f"cpus={os.cpu_count()}  RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}"
-          f"  load avg before={os.getloadavg()[0]:.2f}")
+          f"  load avg before={os.getloadavg()[0]:.2f}  vector compaction (AVX-512 VBMI2): "
+          f"{'yes' if VECTOR_COMPRESS else 'no'}")
     with tempfile.TemporaryDirectory(prefix="bench_bpe_") as temporary:
         work = Path(temporary)
         ours = spawn_worker("ours", args, work)
@@ -264,6 +290,9 @@ def main() -> None:
         for threads in args.compact_threads:
             args.threads_child = threads
             lean[f"compact ({threads} thread{'s' * (threads > 1)})"] = spawn_worker("compact", args, work)
+        if VECTOR_COMPRESS and 2 in args.compact_threads:
+            args.threads_child = 2
+            lean["compact (2 threads, memmove pass)"] = spawn_worker("compact", args, work, memmove=True)
         args.threads_child = None
         hf = spawn_worker("hf", args, work)
         genome = load_genome(args.fasta, args.limit)

@@ -134,9 +134,17 @@ def test_a_genome_of_chromosome_slices_learns_the_merges_of_its_contigs(bundled_
     assert compact.tokens == joined.tokens and np.array_equal(compact.token_counts, joined.token_counts)
 
 
-@pytest.mark.parametrize("spacing", [0, 10**12], ids=["every pass sparse", "every pass dense"])
+# The learner's passes: sparse with vector compaction (a CPU without it still runs that code, lane by
+# lane), sparse with memmove, dense.
+PASSES = pytest.mark.parametrize("spacing, compress", [(0, True), (0, False), (10**12, False)],
+                                 ids=["every pass sparse, vector compaction", "every pass sparse, memmove",
+                                      "every pass dense"])
+
+
+@PASSES
 @pytest.mark.parametrize("workers", [1, 3, 8])
-def test_compact_learner_in_pieces_of_a_few_tokens_keeps_every_merge(bundled_genome, monkeypatch, spacing, workers):
+def test_compact_learner_in_pieces_of_a_few_tokens_keeps_every_merge(bundled_genome, monkeypatch, spacing, compress,
+                                                                      workers):
     """Three chromosomes of real sequence and one-token runs, cut into pieces of 20-200 tokens
     (min_piece=1) and merged on threads, with either pass: the merges, merge counts and token counts
     of `learn_bpe`."""
@@ -144,6 +152,7 @@ def test_compact_learner_in_pieces_of_a_few_tokens_keeps_every_merge(bundled_gen
     from grover_jax.tokenizer.bpe_compact import CompactSequence, chromosome_tokens, learn_bpe_compact
 
     monkeypatch.setattr(bpe_compact, "SPARSE_SPACING", spacing)
+    monkeypatch.setattr(bpe_compact, "VECTOR_COMPRESS", compress)
     real = [bundled_genome.bases("chr20", s, s + 300) for s in (33_000_000, 33_100_000)]
     runs = ["A" * 4, "A" * 5, "T" * 17, "ACACACACA", "AAAAGAAAAAGAAAAAAG", "C" * 40]
     chromosomes = [[real[0], *runs[:3]], [runs[3], real[1], runs[4]], [runs[5]]]
@@ -157,8 +166,9 @@ def test_compact_learner_in_pieces_of_a_few_tokens_keeps_every_merge(bundled_gen
     assert np.array_equal(result.token_counts, expected.token_counts)
 
 
-@pytest.mark.parametrize("spacing", [0, 10**12], ids=["every pass sparse", "every pass dense"])
-def test_runs_and_a_contig_separator_at_the_joins_of_pieces_keep_every_merge(bundled_genome, monkeypatch, spacing):
+@PASSES
+def test_runs_and_a_contig_separator_at_the_joins_of_pieces_keep_every_merge(bundled_genome, monkeypatch, spacing,
+                                                                             compress):
     """One chromosome of 400 tokens cut in 4 for 4 threads, laid out so that the joins fall inside a
     run of A (7 before the cut, 9 after: an odd run parity to carry over), on the contig separator, and
     inside a run of C (4 and 4); the sequence shrinks until pieces are joined back into one."""
@@ -166,6 +176,7 @@ def test_runs_and_a_contig_separator_at_the_joins_of_pieces_keep_every_merge(bun
     from grover_jax.tokenizer.bpe_compact import SEPARATOR, CompactSequence, chromosome_tokens, learn_bpe_compact
 
     monkeypatch.setattr(bpe_compact, "SPARSE_SPACING", spacing)
+    monkeypatch.setattr(bpe_compact, "VECTOR_COMPRESS", compress)
     real = bundled_genome.bases("chr20", 33_000_000, 33_000_400).replace("A", "G").replace("C", "T")
     first = real[:93] + "A" * 16 + real[109:200]  # A at 93-108, across the cut at 100; separator at 200
     second = real[201:296] + "C" * 8 + real[304:400]  # contig from 201: C at 296-303, across the cut at 300
@@ -196,6 +207,39 @@ def test_compact_learner_in_pieces_matches_the_reference_on_random_runs():
         result = learn_bpe_compact([chromosome_tokens(_codes(c) for c in contigs)], 40, progress=False,
                                    workers=int(rng.integers(2, 30)), min_piece=1)
         assert [(m.left, m.right, m.count) for m in result.merges] == expected, contigs
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["vector compaction", "memmove"])
+def test_the_sparse_pass_merges_and_tallies_as_the_dense_pass(compress):
+    """4,000 random token strings with runs, separators and either start (read 0 or 1): the sparse pass
+    gives the dense pass's tokens, merge count and neighbour tallies, and counts merges before two
+    token indices (the replay's frontiers) as a direct count does; without tallies, the same tokens."""
+    from grover_jax.tokenizer.bpe_compact import SEPARATOR, _merge_pass, _merge_pass_sparse
+
+    rng = np.random.default_rng(3)
+    for case in range(4000):
+        n, letters = int(rng.integers(0, 700)), int(rng.integers(1, 5))
+        tokens = rng.integers(0, letters, n).astype(np.uint16)
+        tokens[rng.random(n) < rng.random()] = 0  # long runs of one token
+        if case % 3 == 0:
+            tokens[rng.random(n) < 0.02] = SEPARATOR
+        left = int(rng.integers(0, letters))
+        right = int(rng.integers(0, letters)) if rng.random() < 0.6 else left
+        read = int(rng.integers(0, 2)) if n else 0
+        lo, hi = sorted(rng.integers(0, n + 1, 2).tolist())
+        dense, dense_tallies = tokens.copy(), np.zeros((2, 10), np.int64)
+        written, merged = _merge_pass(dense, read, n, left, right, 9, dense_tallies)
+        sparse, tallies = tokens.copy(), np.zeros((2, 10), np.int64)
+        result = _merge_pass_sparse(sparse, read, n, left, right, 9, tallies, lo, hi, compress)
+        assert result[:2] == (written, merged) and np.array_equal(sparse[:written], dense[:written]), case
+        assert np.array_equal(tallies, dense_tallies), case
+        # The k-th z written at output index j merged the pair at input index j + k (each merge drops one).
+        starts = [j + k for k, j in enumerate(np.flatnonzero(dense[:written] == 9))]
+        assert read or result[2:] == (sum(p < lo for p in starts), sum(p < hi for p in starts)), case
+        untallied = tokens.copy()
+        no_tallies = np.zeros((0, 0), np.int64)
+        assert _merge_pass_sparse(untallied, read, n, left, right, 9, no_tallies, lo, hi, compress) == result, case
+        assert np.array_equal(untallied[:written], dense[:written]), case
 
 
 @pytest.mark.shared_data

@@ -38,8 +38,10 @@ def random_contigs(rng, n, longest):
     return contigs
 
 
+@pytest.mark.parametrize("compress", [True, False], ids=["vector compaction", "memmove"])
 @pytest.mark.parametrize("seed", range(12))
-def test_tiny_windows_replay_random_sequence_like_the_linked_replay(seed):
+def test_tiny_windows_replay_random_sequence_like_the_linked_replay(monkeypatch, seed, compress):
+    monkeypatch.setattr(bpe_replay, "VECTOR_COMPRESS", compress)
     rng = np.random.default_rng(seed)
     contigs = random_contigs(rng, 8, 3000)
     vocab, merges = vocabulary_of(contigs, 60)

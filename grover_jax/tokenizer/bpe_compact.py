@@ -9,11 +9,12 @@ only per-base state is the live token sequence itself, uint16, compacted in plac
 tallies, so they stay exact; a cycle costs one pass over the live tokens instead of a visit to the
 pair's occurrences, which is what the memory buys.
 
-Two things make the pass cheap. Once the pair is rarer than one in SPARSE_SPACING tokens (from about
-the 10th of 600 cycles on chr20), the pass finds the pair's occurrences 64 tokens at a time as the
-bits of a vector compare (skipping 256 at a time where there is none) and moves the stretches between
-them with memmove, instead of stepping token by token; the store's replay (`bpe_replay`) runs the same
-pass. And chromosomes
+Two things make the pass cheap. The sparse pass finds the pair's occurrences 64 tokens at a time as
+the bits of a vector compare (skipping 256 at a time where there is none) instead of stepping token
+by token; where the CPU compacts vectors (AVX-512 VBMI2, `vector_ops`) it compacts each 64-token block
+with matches in two instructions, and takes every cycle; elsewhere it moves the stretches between
+matches with memmove, and takes the cycles whose pair is rarer than one in SPARSE_SPACING tokens (from
+about the 10th of 600 on chr20). The store's replay (`bpe_replay`) runs the same pass. And chromosomes
 are cut into pieces, one or more per thread, each compacted on its own; the few merges that span two
 pieces are settled before the pass (see CompactSequence), so one chromosome uses every core.
 
@@ -43,6 +44,7 @@ from grover_jax.genome.genome import (
 from grover_jax.genome.splits import parse_split_spec
 from grover_jax.progress import progress_bar
 from grover_jax.tokenizer.bpe import BpeResult, Merge, MergedVocabulary, share_longest_first
+from grover_jax.tokenizer.vector_ops import VECTOR_COMPRESS, compress_block, popcount
 
 SEPARATOR = np.uint16(0xFFFF)
 MAX_VOCABULARY = 0xFFFF  # ids 0..65534; 65535 is the contig separator
@@ -160,12 +162,58 @@ def _merge_at(tokens, write, read, p, end, z, neighbours):
     return write + 1, p + 2
 
 
+_EVEN_BITS = np.uint64(0x5555555555555555)
+_LOW_HALF = np.uint64(0xFFFFFFFF)
+
+
+@nb.njit(nogil=True, inline="always")
+def _first_of_each_two(bits):
+    """Of each run of set bits (a run of (x, x) matches), the first, third, ...: merges left to right."""
+    starts = bits & ~(bits << np.uint64(1))
+    runs_at_even = bits & ~(bits + (starts & _EVEN_BITS))  # adding a run's lowest bit clears the run
+    return (runs_at_even & _EVEN_BITS) | (bits & ~runs_at_even & ~_EVEN_BITS)
+
+
+@nb.njit(nogil=True, inline="always")
+def _bits_before(bits, at, index):
+    """How many of a block's bits (bit i: token at + i) lie before token `index`."""
+    if index - at >= _BLOCK:
+        return popcount(bits)
+    if index <= at:
+        return 0
+    return popcount(bits & ((np.uint64(1) << np.uint64(index - at)) - np.uint64(1)))
+
+
+@nb.njit(nogil=True, inline="always")
+def _tally_block(tokens, at, write, end, z, bits, first_taken, neighbours):
+    """`_write_merge`'s tallies for a block's merges (bit i: the pair at at + i), read before the block
+    is compacted: write is where its output starts, first_taken whether a merge just before the block
+    took its first token. The token before a merge in the output is z where a merge ended just before
+    it, else the input's (the output's for the block's first token)."""
+    z_before = (bits << np.uint64(2)) | (np.uint64(first_taken) << np.uint64(1))
+    while bits:
+        i = trailing_zeros(bits)
+        p = at + i
+        if (z_before >> np.uint64(i)) & np.uint64(1):
+            neighbours[0, z] += 1
+        elif i == 0:
+            if write > 0 and tokens[write - 1] != 0xFFFF:
+                neighbours[0, tokens[write - 1]] += 1
+        elif tokens[p - 1] != 0xFFFF:
+            neighbours[0, tokens[p - 1]] += 1
+        if p + 2 < end and tokens[p + 2] != 0xFFFF:
+            neighbours[1, tokens[p + 2]] += 1
+        bits &= bits - np.uint64(1)
+
+
 @nb.njit(nogil=True)
-def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours, lo=0, hi=0):
+def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours, lo=0, hi=0, compress=False):
     """`_merge_pass`'s result and tallies (none where neighbours has no rows) for a rarer pair: matches
     found 64 at a time as the bits of a uint64 (a stretch of 256 without one skipped after one vector
-    count), the tokens between two merges moved with memmove. Also returns how many merges lay before
-    the token indices lo and hi (the replay's frontiers; no merge spans them)."""
+    count), the tokens between two merges moved with memmove; or, with `compress` (where the CPU
+    compacts vectors, `vector_ops`), a block with matches compacted in two vector instructions.
+    Also returns how many merges lay before the token indices lo and hi (the replay's
+    frontiers; no merge spans them)."""
     left16, right16, z16 = np.uint16(left), np.uint16(right), np.uint16(z)
     write, merged, before_lo, before_hi = 0, 0, 0, 0
     at = read
@@ -178,6 +226,27 @@ def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours, lo=0, hi=0
         if taken_first:
             bits &= ~np.uint64(1)
             taken_first = False
+        if compress and bits:
+            if left == right:
+                bits = _first_of_each_two(bits)
+            if at > read:  # read is at most at + 1, after a merge at the previous block's last bit
+                if write != read:
+                    _shift(tokens, read, write, at - read)
+                write += at - read
+            if neighbours.shape[0]:
+                _tally_block(tokens, at, write, end, z16, bits, read > at, neighbours)
+            kept = ~((bits << np.uint64(1)) | np.uint64(read > at))  # a merge drops its right token
+            compress_block(tokens, at, write, z16, bits & _LOW_HALF, kept & _LOW_HALF)
+            write += popcount(kept & _LOW_HALF)
+            compress_block(tokens, at + 32, write, z16, bits >> np.uint64(32), kept >> np.uint64(32))
+            write += popcount(kept >> np.uint64(32))
+            merged += popcount(bits)
+            before_lo += _bits_before(bits, at, lo)
+            before_hi += _bits_before(bits, at, hi)
+            taken_first = (bits >> np.uint64(63)) != 0
+            read = at + _BLOCK + taken_first
+            at += _BLOCK
+            continue
         while bits:
             i = trailing_zeros(bits)
             write, read = _merge_at(tokens, write, read, at + i, end, z16, neighbours)
@@ -215,8 +284,9 @@ def _trailing_run(tokens, n_live, token):
     return run
 
 
-# A pair at most once in this many live tokens takes the sparse pass.
-SPARSE_SPACING = 64
+# A pair at most once in this many live tokens takes the sparse pass. With vector compaction the sparse
+# pass is the faster at every density (chr20, 1 thread: 5.6 -> 4.0 s for 600 cycles), so it takes all.
+SPARSE_SPACING = 0 if VECTOR_COMPRESS else 64
 # Chromosomes are cut into pieces for threads only down to this many tokens; a piece under 4 live
 # tokens joins its chromosome back into one (so the joins below always have tokens to spare).
 MIN_PIECE = 1 << 20
@@ -346,13 +416,14 @@ class CompactSequence:
         count = int(self.pair_count[left, right])
         sparse = count * SPARSE_SPACING < self.live_tokens()
         merge_pass = _merge_pass_sparse if sparse else _merge_pass
+        vector_compress = (0, 0, VECTOR_COMPRESS) if sparse else ()
 
         def one_thread(group: list[int]) -> np.ndarray:
             neighbours, merges = np.zeros((2, self.capacity), np.int64), 0
             for i in group:
                 piece = self.pieces[i]
                 written, merged = merge_pass(piece, skip_first[i], self.live[i] - ends_in_merge[i], left, right, z,
-                                             neighbours)[:2]
+                                             neighbours, *vector_compress)[:2]
                 if ends_in_merge[i]:
                     piece[written] = z
                     written += 1

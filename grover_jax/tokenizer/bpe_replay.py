@@ -26,13 +26,14 @@ import numpy as np
 
 from grover_jax.genome.genome import BASES
 from grover_jax.tokenizer.bpe_compact import SEPARATOR, _merge_pass_sparse
+from grover_jax.tokenizer.vector_ops import VECTOR_COMPRESS
 
 WINDOW = 1 << 16  # bases: 128 KiB of uint16 tokens, inside a core's L2 cache
 MARGIN = 256  # bases of each neighbour a window also replays
 
 
 @nb.njit(nogil=True)
-def _replay_window(tokens, n, merges, token_length, present, open_left, open_right, certain):
+def _replay_window(tokens, n, merges, token_length, present, open_left, open_right, certain, compress):
     """Replay merges (rows left, right, z) over tokens[:n] in place; returns the live length.
     certain = [first, end): the bases whose tokens are the whole contig's (the module docstring), first
     > end when the frontiers met. A window with an open edge holds one contig piece, no separator."""
@@ -69,7 +70,8 @@ def _replay_window(tokens, n, merges, token_length, present, open_left, open_rig
             return n
         if present[left] == 0 or present[right] == 0 or (left == right and present[left] < 2):
             continue
-        n_after, _, before_lo, before_hi = _merge_pass_sparse(tokens, 0, n, left, right, z, no_tallies, lo, hi)
+        n_after, _, before_lo, before_hi = _merge_pass_sparse(tokens, 0, n, left, right, z, no_tallies, lo, hi,
+                                                                    compress)
         present[left] -= n - n_after
         present[right] -= n - n_after
         present[z] += n - n_after
@@ -107,7 +109,7 @@ def _fill_window(bases, contig_from, contig_to, row, base_ids, scratch):
 
 @nb.njit(nogil=True)
 def _replay_share(bases, contig_from, contig_to, windows, first_window, last_window, scratch_size, merges,
-                  token_length, base_ids, ids, offsets, contig_rows, failed):
+                  token_length, base_ids, ids, offsets, contig_rows, failed, compress):
     """Replay one thread's share, windows[first_window:last_window], in order (rows: kind, first
     contig, last contig, start, end, open left, open right), appending each contig's tokens to ids /
     offsets (bases into the contig); contig_rows[c] = this share's [start, end) of contig c. A piece's
@@ -135,7 +137,7 @@ def _replay_share(bases, contig_from, contig_to, windows, first_window, last_win
         if n < 0:
             failed[-1 - n] |= 2
             continue
-        n = _replay_window(scratch, n, merges, token_length, present, open_left, open_right, certain)
+        n = _replay_window(scratch, n, merges, token_length, present, open_left, open_right, certain, compress)
         first, certain_end = start + certain[0], start + certain[1]
         if kind == _PACKED:
             contig_rows[c, 0] = out
@@ -232,7 +234,7 @@ def _replay_contigs(bases, contig_from, contig_to, base_ids, merge_ids, token_le
     with ThreadPoolExecutor(len(shares) or 1) as pool:
         list(pool.map(lambda share: _replay_share(bases, contig_from, contig_to, windows, share[0], share[1],
                                                   scratch_size, merge_ids, token_length, base_ids, share[2], share[3],
-                                                  share[4], failed),
+                                                  share[4], failed, VECTOR_COMPRESS),
                       shares))
     if (failed & 2).any():
         raise ValueError(f"contig {int(np.argmax(failed & 2))} holds a base other than A, C, G or T")

@@ -1,0 +1,75 @@
+"""Two machine operations numba does not expose, for the merge pass (`bpe_compact`): a population count
+and the compaction of 32 uint16 tokens in one vector instruction.
+
+Where the CPU has AVX-512 VBMI2 (Intel Ice Lake and later, AMD Zen 4 and later), LLVM turns
+`compress_block` into one `vpcompressw`, and a 64-token block of a pass is compacted in a few cycles
+instead of one memmove per merged pair. Elsewhere LLVM expands it lane by lane, correct but no faster
+than the memmove path, so the passes take it only where VECTOR_COMPRESS says so.
+"""
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba.core import cgutils, config, types
+from numba.extending import intrinsic
+
+_LANES = 32
+
+
+def _compiles_to_vpcompressw() -> bool:
+    """Whether numba's target has a register compress of 16-bit lanes (and LLVM the intrinsic for it,
+    from LLVM 19). NUMBA_CPU_NAME / NUMBA_CPU_FEATURES (portable caches) override the host's CPU."""
+    if llvm.llvm_version_info < (19,):
+        return False
+    if config.CPU_NAME:
+        return "+avx512vbmi2" in (config.CPU_FEATURES or "")
+    return bool(llvm.get_host_cpu_features().get("avx512vbmi2", False))
+
+
+VECTOR_COMPRESS = _compiles_to_vpcompressw()
+
+
+@intrinsic
+def compress_block(typingctx, tokens, at, write, z, merged, kept):
+    """Write the 32 tokens at tokens[at] packed from tokens[write] on: z in each lane whose bit is set in
+    `merged`, only the lanes whose bit is set in `kept`. All 32 lanes are stored, so tokens[write:write
+    + 32] past the kept ones holds garbage: safe in place when write <= at (the block is loaded first)
+    and what lies there is later overwritten."""
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        lanes = ir.VectorType(ir.IntType(16), _LANES)
+        masks = ir.VectorType(ir.IntType(1), _LANES)
+        block = builder.load(builder.bitcast(builder.gep(array.data, [args[1]]), lanes.as_pointer()), align=2)
+        z_lanes = builder.shuffle_vector(
+            builder.insert_element(ir.Constant(lanes, None), args[3], ir.Constant(ir.IntType(32), 0)),
+            ir.Constant(lanes, None), ir.Constant(ir.VectorType(ir.IntType(32), _LANES), [0] * _LANES))
+        values = builder.select(builder.bitcast(builder.trunc(args[4], ir.IntType(_LANES)), masks), z_lanes, block)
+        kept_lanes = builder.bitcast(builder.trunc(args[5], ir.IntType(_LANES)), masks)
+        target = builder.gep(array.data, [args[2]])
+        if llvm.llvm_version_info >= (19,):
+            # In a register, then one full store: a compress straight to memory is microcoded on Zen 4.
+            compress = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(lanes, [lanes, masks, lanes]), "llvm.experimental.vector.compress.v32i16")
+            packed = builder.call(compress, [values, kept_lanes, ir.Constant(lanes, None)])
+            builder.store(packed, builder.bitcast(target, lanes.as_pointer()), align=2)
+        else:
+            store = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [lanes, target.type, masks]),
+                "llvm.masked.compressstore.v32i16")
+            builder.call(store, [values, target, kept_lanes])
+        return context.get_dummy_value()
+
+    return types.void(tokens, at, write, z, merged, kept), codegen
+
+
+@intrinsic
+def popcount(typingctx, bits):
+    """The set bits of a uint64."""
+
+    def codegen(context, builder, signature, args):
+        count = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), [ir.IntType(64)]), "llvm.ctpop.i64")
+        return builder.call(count, [args[0]])
+
+    return types.int64(bits), codegen
+
