@@ -23,7 +23,6 @@ chosen pair is merged left to right without overlap, ties go to the smaller left
 right id (ids in creation order), and pairs never span a contig.
 """
 
-import ctypes
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +43,7 @@ from grover_jax.genome.genome import (
 from grover_jax.genome.splits import parse_split_spec
 from grover_jax.progress import progress_bar
 from grover_jax.tokenizer.bpe import BpeResult, Merge, MergedVocabulary, share_longest_first
-from grover_jax.tokenizer.vector_ops import VECTOR_COMPRESS, compress_block, popcount
+from grover_jax.tokenizer.vector_ops import VECTOR_COMPRESS, compress_block, move_tokens, popcount
 
 SEPARATOR = np.uint16(0xFFFF)
 MAX_VOCABULARY = 0xFFFF  # ids 0..65534; 65535 is the contig separator
@@ -136,20 +135,12 @@ def _any_match(tokens, at, left, right):
     return hits
 
 
-# C's memmove, called from compiled code: numba's own copy loops do not vectorize when source and
-# target are in one array, and were 1.3-1.5x slower over a whole pass. Functions that call it cannot be
-# cached on disk (numba refuses a ctypes pointer there), so they compile once per process (under 1 s).
-_memmove = ctypes.memmove
+# C's memmove (`vector_ops.move_tokens`): numba's own copy loops do not vectorize when source and target
+# are in one array, and were 1.3-1.5x slower over a whole pass.
+_shift = move_tokens
 
 
-@nb.njit(nogil=True)
-def _shift(tokens, source, target, length):
-    """tokens[target:target + length] = tokens[source:source + length]."""
-    base = tokens.ctypes.data
-    _memmove(base + 2 * target, base + 2 * source, 2 * length)
-
-
-@nb.njit(nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _merge_at(tokens, write, read, p, end, z, neighbours):
     """Move tokens[read:p] down to `write`, then z for the pair at p (tallied where neighbours has rows)."""
     if write != read:
@@ -166,7 +157,7 @@ _EVEN_BITS = np.uint64(0x5555555555555555)
 _LOW_HALF = np.uint64(0xFFFFFFFF)
 
 
-@nb.njit(nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _first_of_each_two(bits):
     """Of each run of set bits (a run of (x, x) matches), the first, third, ...: merges left to right."""
     starts = bits & ~(bits << np.uint64(1))
@@ -174,7 +165,7 @@ def _first_of_each_two(bits):
     return (runs_at_even & _EVEN_BITS) | (bits & ~runs_at_even & ~_EVEN_BITS)
 
 
-@nb.njit(nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _bits_before(bits, at, index):
     """How many of a block's bits (bit i: token at + i) lie before token `index`."""
     if index - at >= _BLOCK:
@@ -184,7 +175,7 @@ def _bits_before(bits, at, index):
     return popcount(bits & ((np.uint64(1) << np.uint64(index - at)) - np.uint64(1)))
 
 
-@nb.njit(nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _tally_block(tokens, at, write, end, z, bits, first_taken, neighbours):
     """`_write_merge`'s tallies for a block's merges (bit i: the pair at at + i), read before the block
     is compacted: write is where its output starts, first_taken whether a merge just before the block
@@ -206,7 +197,7 @@ def _tally_block(tokens, at, write, end, z, bits, first_taken, neighbours):
         bits &= bits - np.uint64(1)
 
 
-@nb.njit(nogil=True)
+@nb.njit(cache=True, nogil=True)
 def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours, lo=0, hi=0, compress=False):
     """`_merge_pass`'s result and tallies (none where neighbours has no rows) for a rarer pair: matches
     found 64 at a time as the bits of a uint64 (a stretch of 256 without one skipped after one vector

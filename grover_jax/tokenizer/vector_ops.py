@@ -73,3 +73,23 @@ def popcount(typingctx, bits):
 
     return types.int64(bits), codegen
 
+
+
+@intrinsic
+def move_tokens(typingctx, tokens, source, target, length):
+    """tokens[target:target + length] = tokens[source:source + length] (C's memmove, as an LLVM
+    intrinsic rather than a ctypes pointer, so that the functions calling it can be cached on disk)."""
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        bytes_type = ir.IntType(8).as_pointer()
+        move = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [bytes_type, bytes_type, ir.IntType(64), ir.IntType(1)]),
+            "llvm.memmove.p0.p0.i64")
+        target = builder.bitcast(builder.gep(array.data, [args[2]]), bytes_type)
+        source = builder.bitcast(builder.gep(array.data, [args[1]]), bytes_type)
+        size = builder.mul(args[3], ir.Constant(ir.IntType(64), 2))
+        builder.call(move, [target, source, size, ir.Constant(ir.IntType(1), 0)])
+        return context.get_dummy_value()
+
+    return types.void(tokens, source, target, length), codegen
