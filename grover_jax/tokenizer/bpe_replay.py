@@ -32,7 +32,9 @@ WINDOW = 1 << 16  # bases: 128 KiB of uint16 tokens, inside a core's L2 cache
 MARGIN = 256  # bases of each neighbour a window also replays
 
 
-@nb.njit(cache=True, nogil=True)
+# The replay's functions compile in each process (about 2 s): cached on disk they ran about 10 % slower
+# (chr20, one thread, three alternating runs each), which on a genome costs more than the compile.
+@nb.njit(nogil=True)
 def _replay_window(tokens, n, merges, token_length, present, open_left, open_right, certain, compress):
     """Replay merges (rows left, right, z) over tokens[:n] in place; returns the live length.
     certain = [first, end): the bases whose tokens are the whole contig's (the module docstring), first
@@ -85,7 +87,7 @@ def _replay_window(tokens, n, merges, token_length, present, open_left, open_rig
 _PACKED, _PIECE = 0, 1  # a window of whole contigs (SEPARATOR between), or one piece of a contig
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(nogil=True)
 def _fill_window(bases, contig_from, contig_to, row, base_ids, scratch):
     """The window's bases as token ids in scratch (SEPARATOR between packed contigs); returns the
     count, or -1 - c where contig c holds a base other than A, C, G or T."""
@@ -107,7 +109,7 @@ def _fill_window(bases, contig_from, contig_to, row, base_ids, scratch):
     return n
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(nogil=True)
 def _replay_share(bases, contig_from, contig_to, windows, first_window, last_window, scratch_size, merges,
                   token_length, base_ids, ids, offsets, contig_rows, failed, compress):
     """Replay one thread's share, windows[first_window:last_window], in order (rows: kind, first
