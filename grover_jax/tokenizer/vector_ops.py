@@ -22,7 +22,10 @@ def _compiles_to_vpcompressw() -> bool:
         return False
     if config.CPU_NAME:
         return "+avx512vbmi2" in (config.CPU_FEATURES or "")
-    return bool(llvm.get_host_cpu_features().get("avx512vbmi2", False))
+    try:
+        return bool(llvm.get_host_cpu_features().get("avx512vbmi2", False))
+    except RuntimeError:  # llvmlite cannot read this CPU's features: take the pass that needs none
+        return False
 
 
 VECTOR_COMPRESS = _compiles_to_vpcompressw()
