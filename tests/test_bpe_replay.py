@@ -109,3 +109,13 @@ def test_only_empty_contigs_give_empty_tokens_on_any_number_of_threads(workers):
 def test_a_vocabulary_past_uint16_ids_is_one_line_not_a_huge_table():
     with pytest.raises(ValueError, match="ids up to 70000 does not fit the replay's uint16 tokens"):
         replay_merges([np.zeros(4, np.uint8)], {"A": 0, "C": 1, "G": 2, "T": 3, "AA": 70000}, [("A", "A")])
+
+
+@pytest.mark.parametrize("window, margin", [(0, 10), (-5, 10), (64, -1)])
+def test_a_window_under_one_base_or_a_negative_margin_is_one_line(window, margin):
+    vocab = {"A": 0, "C": 1, "G": 2, "T": 3, "AA": 4}
+    with pytest.raises(ValueError, match=f"window {window}, margin {margin}: a window needs at least 1 base"):
+        replay_merges([np.zeros(100, np.uint8)], vocab, [("A", "A")], window=window, margin=margin)
+    with pytest.raises(ValueError, match="a margin at least 0"):
+        replay_regions(np.frombuffer(b"AAAA", np.uint8), np.array([[0, 4]]), vocab, [("A", "A")], window=window,
+                       margin=margin)

@@ -114,5 +114,6 @@ def build_token_store(
         index = json.loads((out / "index.json").read_text())
         rate = index["n_bases"] / max(index["encode_seconds"], 1e-9) / 1e6
         splits = ", ".join(f"{k} {v['tokens']:,}" for k, v in sorted(index["splits"].items()))
-        print(f"token store: {index['n_tokens']:,} tokens ({splits}) encoded at {rate:.1f} Mb/s -> {out}")
+        print(f"token store: {index['n_tokens']:,} tokens ({splits}) encoded at {rate:.1f} Mb/s "
+              f"(and {index['compile_seconds']:.1f} s compiling the encoder) -> {out}")
     return out
