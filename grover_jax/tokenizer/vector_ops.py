@@ -5,6 +5,9 @@ Where the CPU has AVX-512 VBMI2 (Intel Ice Lake and later, AMD Zen 4 and later),
 `compress_block` into one `vpcompressw`, and a 64-token block of a pass is compacted in a few cycles
 instead of one memmove per merged pair. Elsewhere LLVM expands it lane by lane, correct but no faster
 than the memmove path, so the passes take it only where VECTOR_COMPRESS says so.
+
+numba's disk cache of a function is keyed on its own module's source file, not on the intrinsics it
+calls: after changing this module, touch bpe_compact.py (or delete its __pycache__) before measuring.
 """
 
 import llvmlite.binding as llvm
@@ -85,14 +88,8 @@ def move_tokens(typingctx, tokens, source, target, length):
 
     def codegen(context, builder, signature, args):
         array = context.make_array(signature.args[0])(context, builder, args[0])
-        bytes_type = ir.IntType(8).as_pointer()
-        move = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [bytes_type, bytes_type, ir.IntType(64), ir.IntType(1)]),
-            "llvm.memmove.p0.p0.i64")
-        target = builder.bitcast(builder.gep(array.data, [args[2]]), bytes_type)
-        source = builder.bitcast(builder.gep(array.data, [args[1]]), bytes_type)
-        size = builder.mul(args[3], ir.Constant(ir.IntType(64), 2))
-        builder.call(move, [target, source, size, ir.Constant(ir.IntType(1), 0)])
+        # numba's helper names the intrinsic as this llvmlite's LLVM wants it (typed or opaque pointers)
+        cgutils.raw_memmove(builder, builder.gep(array.data, [args[2]]), builder.gep(array.data, [args[1]]), args[3], 2)
         return context.get_dummy_value()
 
     return types.void(tokens, source, target, length), codegen
