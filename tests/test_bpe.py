@@ -211,14 +211,19 @@ def test_compact_learner_in_pieces_matches_the_reference_on_random_runs():
 
 @pytest.mark.parametrize("compress", [True, False], ids=["vector compaction", "memmove"])
 def test_the_sparse_pass_merges_and_tallies_as_the_dense_pass(compress):
-    """4,000 random token strings with runs, separators and either start (read 0 or 1): the sparse pass
-    gives the dense pass's tokens, merge count and neighbour tallies, and counts merges before two
-    token indices (the replay's frontiers) as a direct count does; without tallies, the same tokens."""
+    """4,000 random token strings with runs, separators and either start (read 0 or 1), many of them
+    just around multiples of the 64-token block: the sparse pass gives the dense pass's tokens, merge
+    count and neighbour tallies, counts merges before two token indices (the replay's frontiers) as a
+    direct count does, and writes nothing at or past `end` in a longer array (a piece); without
+    tallies, the same."""
     from grover_jax.tokenizer.bpe_compact import SEPARATOR, _merge_pass, _merge_pass_sparse
 
     rng = np.random.default_rng(3)
+    edges = [block * k + d for block in (64, 256) for k in (1, 2, 3) for d in (-2, -1, 0, 1, 2, 3)]
+    marker = 0xBEEF
     for case in range(4000):
-        n, letters = int(rng.integers(0, 700)), int(rng.integers(1, 5))
+        n = int(rng.choice(edges)) if case % 2 else int(rng.integers(0, 700))
+        letters = int(rng.integers(1, 5))
         tokens = rng.integers(0, letters, n).astype(np.uint16)
         tokens[rng.random(n) < rng.random()] = 0  # long runs of one token
         if case % 3 == 0:
@@ -229,17 +234,16 @@ def test_the_sparse_pass_merges_and_tallies_as_the_dense_pass(compress):
         lo, hi = sorted(rng.integers(0, n + 1, 2).tolist())
         dense, dense_tallies = tokens.copy(), np.zeros((2, 10), np.int64)
         written, merged = _merge_pass(dense, read, n, left, right, 9, dense_tallies)
-        sparse, tallies = tokens.copy(), np.zeros((2, 10), np.int64)
-        result = _merge_pass_sparse(sparse, read, n, left, right, 9, tallies, lo, hi, compress)
-        assert result[:2] == (written, merged) and np.array_equal(sparse[:written], dense[:written]), case
-        assert np.array_equal(tallies, dense_tallies), case
-        # The k-th z written at output index j merged the pair at input index j + k (each merge drops one).
-        starts = [j + k for k, j in enumerate(np.flatnonzero(dense[:written] == 9))]
-        assert read or result[2:] == (sum(p < lo for p in starts), sum(p < hi for p in starts)), case
-        untallied = tokens.copy()
-        no_tallies = np.zeros((0, 0), np.int64)
-        assert _merge_pass_sparse(untallied, read, n, left, right, 9, no_tallies, lo, hi, compress) == result, case
-        assert np.array_equal(untallied[:written], dense[:written]), case
+        # The k-th z written at output index j merged the pair at input index read + j + k.
+        starts = [read + j + k for k, j in enumerate(np.flatnonzero(dense[:written] == 9))]
+        expected = (written, merged, sum(p < lo for p in starts), sum(p < hi for p in starts))
+        for tallies in (np.zeros((2, 10), np.int64), np.zeros((0, 0), np.int64)):
+            piece = np.full(n + 70, marker, np.uint16)
+            piece[:n] = tokens
+            assert _merge_pass_sparse(piece, read, n, left, right, 9, tallies, lo, hi, compress) == expected, case
+            assert np.array_equal(piece[:written], dense[:written]), case
+            assert (piece[n:] == marker).all(), f"case {case}: written past end"
+            assert not tallies.size or np.array_equal(tallies, dense_tallies), case
 
 
 @pytest.mark.shared_data

@@ -38,8 +38,22 @@ def _vector_compress_with(environment: dict) -> str:
 
 
 def test_the_pass_takes_vector_compaction_only_where_numba_targets_vbmi2():
-    """NUMBA_CPU_NAME (a portable cache's target) decides over the host: generic code has no VBMI2."""
+    """The features numba compiles for decide (NUMBA_CPU_FEATURES, set or not with NUMBA_CPU_NAME; generic
+    code has none), not the host's alone."""
     assert _vector_compress_with({"NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": ""}) == "False"
-    if llvm.llvm_version_info < (19,):
-        pytest.skip("LLVM before 19 has no register compress intrinsic: vector compaction is always off")
+    assert _vector_compress_with({"NUMBA_CPU_FEATURES": "+avx512f,-avx512vbmi2"}) == "False"
+    if llvm.llvm_version_info < (20,):
+        pytest.skip("LLVM before 20 does not lower the compress intrinsic to vpcompressw: always off")
+    assert _vector_compress_with({"NUMBA_CPU_FEATURES": "-avx512vbmi2,+avx512vbmi2"}) == "True"
     assert _vector_compress_with({"NUMBA_CPU_NAME": "icelake-server", "NUMBA_CPU_FEATURES": "+avx512vbmi2"}) == "True"
+
+
+def test_the_intrinsics_refuse_an_array_they_would_misread():
+    """They address raw memory: a strided view, another dtype or a read-only array is a typing error,
+    not a silent write outside the view."""
+    strided = np.arange(400, dtype=np.uint16)[::2]
+    read_only = np.arange(100, dtype=np.uint16)
+    read_only.flags.writeable = False
+    for tokens in (strided, np.arange(100, dtype=np.uint32), read_only):
+        with pytest.raises(nb.core.errors.TypingError, match="a writable C-contiguous 1-D uint16 array is needed"):
+            _compress(tokens, 10, 0, 999, 0b1, 0b1)
