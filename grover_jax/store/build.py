@@ -56,7 +56,8 @@ def build_store(
     if genome.contigs:  # numba compiles the replay at its first call in a process (about 2 s), apart
         first = genome.contigs[0]
         record = genome.record(first.chromosome, first.start)
-        tokenizer.encode_regions(record.sequence, np.array([[first.start - record.offset] * 2], np.int64) + [0, 1])
+        start = first.start - record.offset
+        tokenizer.encode_regions(record.sequence, np.array([[start, start + 1]], np.int64))
     started = time.perf_counter()
     token_parts: list[np.ndarray] = []
     start_parts: list[np.ndarray] = []

@@ -135,16 +135,13 @@ def _any_match(tokens, at, left, right):
     return hits
 
 
-# C's memmove (`vector_ops.move_tokens`): numba's own copy loops do not vectorize when source and target
-# are in one array, and were 1.3-1.5x slower over a whole pass.
-_shift = move_tokens
-
-
+# move_tokens is C's memmove: numba's own copy loops do not vectorize when source and target are in one
+# array, and were 1.3-1.5x slower over a whole pass.
 @nb.njit(cache=True, nogil=True, inline="always")
 def _merge_at(tokens, write, read, p, end, z, neighbours):
     """Move tokens[read:p] down to `write`, then z for the pair at p (tallied where neighbours has rows)."""
     if write != read:
-        _shift(tokens, read, write, p - read)
+        move_tokens(tokens, read, write, p - read)
     write += p - read
     if neighbours.shape[0]:
         _write_merge(tokens, write, p, end, z, neighbours)
@@ -222,7 +219,7 @@ def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours, lo=0, hi=0
                 bits = _first_of_each_two(bits)
             if at > read:  # read is at most at + 1, after a merge at the previous block's last bit
                 if write != read:
-                    _shift(tokens, read, write, at - read)
+                    move_tokens(tokens, read, write, at - read)
                 write += at - read
             if neighbours.shape[0]:
                 _tally_block(tokens, at, write, end, z16, bits, read > at, neighbours)
@@ -262,7 +259,7 @@ def _merge_pass_sparse(tokens, read, end, left, right, z, neighbours, lo=0, hi=0
         else:
             p += 1
     if write != read:
-        _shift(tokens, read, write, end - read)
+        move_tokens(tokens, read, write, end - read)
     return write + end - read, merged, before_lo, before_hi
 
 

@@ -256,15 +256,15 @@ def _replay_contigs(bases, contig_from, contig_to, base_ids, merge_ids, token_le
     return results
 
 
-def _check_window(window: int, margin: int) -> None:
-    if window < 1 or margin < 0:
-        raise ValueError(f"window {window}, margin {margin}: a window needs at least 1 base, a margin at least 0")
-
-
-def _check_ids(vocab: dict[str, int]) -> None:
+def _replay_options(vocab: dict[str, int], merges: list[tuple[str, str]], workers: int | None, window: int,
+                    margin: int) -> tuple:
+    """`_replay_contigs`'s arguments after the bases, checked: the merge table, threads, window, margin."""
     if max(vocab.values()) >= int(SEPARATOR):
         raise ValueError(f"a vocabulary with ids up to {max(vocab.values())} does not fit the replay's uint16 tokens "
                          f"(at most {int(SEPARATOR) - 1})")
+    if window < 1 or margin < 0:
+        raise ValueError(f"window {window}, margin {margin}: a window needs at least 1 base, a margin at least 0")
+    return (*_merge_table(vocab, merges), max(1, workers or os.cpu_count() or 1), window, margin)
 
 
 def _merge_table(vocab: dict[str, int], merges: list[tuple[str, str]]):
@@ -284,18 +284,16 @@ def replay_merges(
     contigs: list[np.ndarray], vocab: dict[str, int], merges: list[tuple[str, str]], workers: int | None = None,
     window: int = WINDOW, margin: int = MARGIN,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Tokenize contigs (base codes 0-3, or the letters A, C, G, T) by applying `merges` in order, ids from `vocab` (a
-    tokenizer.json's): per contig (token ids uint16, offset of each token's first base in the contig,
+    """Tokenize contigs (base codes 0-3, or the letters A, C, G, T) by applying `merges` in order, ids
+    from `vocab` (a tokenizer.json's): per contig (token ids uint16, offset of each token's first base in the contig,
     uint32). Windows are shared over `workers` threads (default: all cores); working memory is a
     window per thread and the output. ValueError for a vocabulary past uint16 ids (the store's own
     limit; HF's tokenizer encodes with any) and for a window under 1 base or a negative margin."""
-    _check_ids(vocab)
-    _check_window(window, margin)
+    options = _replay_options(vocab, merges, workers, window, margin)  # checked before the bases are copied
     lengths = np.array([len(c) for c in contigs], dtype=np.int64)
     ends = np.cumsum(lengths)
     bases = np.concatenate([np.asarray(c, dtype=np.uint8) for c in contigs]) if len(contigs) else np.zeros(0, np.uint8)
-    return _replay_contigs(bases, ends - lengths, ends, *_merge_table(vocab, merges),
-                           max(1, workers or os.cpu_count() or 1), window, margin)
+    return _replay_contigs(bases, ends - lengths, ends, *options)
 
 
 def replay_regions(
@@ -306,7 +304,5 @@ def replay_regions(
     such as a FASTA record's A/C/G/T runs, read where they lie: no copy of the bases. Offsets count
     from each stretch's start. ValueError names a stretch holding another letter."""
     regions = np.asarray(regions, dtype=np.int64).reshape(-1, 2)
-    _check_ids(vocab)
-    _check_window(window, margin)
     return _replay_contigs(np.asarray(sequence, dtype=np.uint8), regions[:, 0].copy(), regions[:, 1].copy(),
-                           *_merge_table(vocab, merges), max(1, workers or os.cpu_count() or 1), window, margin)
+                           *_replay_options(vocab, merges, workers, window, margin))

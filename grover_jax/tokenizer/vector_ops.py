@@ -104,7 +104,6 @@ def popcount(typingctx, bits):
     return types.int64(bits), codegen
 
 
-
 @intrinsic
 def move_tokens(typingctx, tokens, source, target, length):
     """tokens[target:target + length] = tokens[source:source + length] (C's memmove, as an LLVM
