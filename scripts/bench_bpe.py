@@ -15,8 +15,8 @@ On one real chromosome (default ../shared/data/genome/hg19_chr20.fa.gz, relative
      agree; as a control, our learner on HF's exact input (the 1 kb chunks) should match HF exactly.
   4. The store's encode rate (`build_store` of the whole input with the learned vocabulary, three
      builds: the first in a process also pays for fresh memory pages; encoding and writing apart),
-     the windowed replay alone (three runs; and three with the memmove pass), and the Rust tokenizer's rate on one ~5 Mb stretch,
-     checking that both give identical ids there.
+     the windowed replay alone (three runs; and three with the memmove pass), and the Rust
+     tokenizer's rate on one ~5 Mb stretch, checking that both give identical ids there.
 
 Run from the repo root:
     python scripts/bench_bpe.py            # whole chromosome, 600 cycles (about two minutes)
@@ -133,10 +133,15 @@ def run_hf(genome: Genome, cycles: int) -> dict:
             "merges": [m.split(" ") if isinstance(m, str) else list(m) for m in merges]}
 
 
-def use_memmove_pass() -> None:
-    """The pass that CPUs without vector compaction take: memmove, and dense passes for common pairs."""
-    bpe_compact.VECTOR_COMPRESS = bpe_replay.VECTOR_COMPRESS = False
-    bpe_compact.SPARSE_SPACING = 64
+def use_pass(vector_compress: bool) -> None:
+    """Vector compaction (where the CPU has it), or the pass CPUs without it take: memmove, and dense
+    passes for common pairs."""
+    bpe_compact.VECTOR_COMPRESS = bpe_replay.VECTOR_COMPRESS = vector_compress
+    bpe_compact.SPARSE_SPACING = 0 if vector_compress else 64
+
+
+def report_file(work: Path, name: str, threads: int | None, memmove: bool) -> Path:
+    return work / f"{name}{'' if threads is None else f'-{threads}'}{'-memmove' * memmove}.json"
 
 
 def spawn_worker(name: str, args: argparse.Namespace, work: Path, memmove: bool = False) -> dict:
@@ -145,13 +150,12 @@ def spawn_worker(name: str, args: argparse.Namespace, work: Path, memmove: bool 
     if args.threads_child is not None:
         command += ["--threads-child", str(args.threads_child)]
     subprocess.run(command, check=True)
-    suffix = ("" if args.threads_child is None else f"-{args.threads_child}") + "-memmove" * memmove
-    return json.loads((work / f"{name}{suffix}.json").read_text())
+    return json.loads(report_file(work, name, args.threads_child, memmove).read_text())
 
 
 def worker_main(args: argparse.Namespace) -> None:
     if args.memmove:
-        use_memmove_pass()
+        use_pass(vector_compress=False)
     genome = load_genome(args.fasta, args.limit)
     work = Path(args.work)
     if args.worker == "ours":
@@ -160,8 +164,7 @@ def worker_main(args: argparse.Namespace) -> None:
         report = run_compact(genome, args.cycles, args.threads_child)
     else:
         report = run_hf(genome, args.cycles)
-    suffix = ("" if args.threads_child is None else f"-{args.threads_child}") + "-memmove" * args.memmove
-    (work / f"{args.worker}{suffix}.json").write_text(json.dumps(report))
+    report_file(work, args.worker, args.threads_child, args.memmove).write_text(json.dumps(report))
 
 
 def agreement(ours: list[list[str]], hf: list[list[str]]) -> str:
@@ -205,13 +208,20 @@ def print_learning(ours: dict, lean: dict[str, dict], hf: dict, genome: Genome, 
           f"(bases + merged strings), {vocab_size} with the special tokens\n")
 
 
+def replay_rates(tokenizer, codes: list[np.ndarray], mb: float) -> str:
+    """Three timed replays of the whole input, as Mb/s."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        tokenizer.encode_contigs(codes)
+        times.append(time.perf_counter() - started)
+    return ", ".join(f"{mb / t:.1f}" for t in times) + " Mb/s"
+
+
 def print_store_rates(genome: Genome, vocab_dir: Path, work: Path) -> None:
     tokenizer = load_tokenizer(vocab_dir)
-    # numba warm-up of both entries (the store reads records in place: read-only arrays, their own compile)
+    # numba warm-up for the replay alone below (build_store compiles its own entry before timing it)
     tokenizer.encode_contigs([genome.contig_codes(genome.contigs[0])[:10_000]])
-    first, record = genome.contigs[0], genome.record(genome.contigs[0].chromosome, genome.contigs[0].start)
-    start = first.start - record.offset
-    tokenizer.encode_regions(record.sequence, np.array([[start, start + min(first.length, 10_000)]]))
     for build in range(3):  # the first build in a process also pays for fresh memory pages
         store = build_store(genome, tokenizer, work / "store", progress=False, overwrite=build > 0)
         index = json.loads((store / "index.json").read_text())
@@ -220,24 +230,12 @@ def print_store_rates(genome: Genome, vocab_dir: Path, work: Path) -> None:
               f"{mb / seconds:.2f} Mb/s ({index['n_tokens']:,} tokens); writing the arrays another {write:.2f} s: "
               f"{mb / (seconds + write):.2f} Mb/s in all")
     codes = [genome.contig_codes(c) for c in genome.contigs]
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        tokenizer.encode_contigs(codes)
-        times.append(time.perf_counter() - started)
-    print("windowed replay alone, whole input, 3 runs: " + ", ".join(f"{mb / t:.1f}" for t in times) + " Mb/s")
+    print("windowed replay alone, whole input, 3 runs: " + replay_rates(tokenizer, codes, mb))
     if VECTOR_COMPRESS:
-        use_memmove_pass()
+        use_pass(vector_compress=False)
         tokenizer.encode_contigs([codes[0][:10_000]])  # its own compile
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            tokenizer.encode_contigs(codes)
-            times.append(time.perf_counter() - started)
-        bpe_compact.VECTOR_COMPRESS = bpe_replay.VECTOR_COMPRESS = True
-        bpe_compact.SPARSE_SPACING = 0
-        print("the same with the memmove pass (CPUs without vector compaction): "
-              + ", ".join(f"{mb / t:.1f}" for t in times) + " Mb/s")
+        print("the same with the memmove pass (CPUs without vector compaction): " + replay_rates(tokenizer, codes, mb))
+        use_pass(vector_compress=True)
     longest = max(genome.contigs, key=lambda c: c.length)
     stretch = dataclasses.replace(longest, end=min(longest.end, longest.start + COMPARE_BASES))
     sequence = genome.bases(stretch.chromosome, stretch.start, stretch.end)
